@@ -1,0 +1,3 @@
+"""archs"""
+
+from blindsr.archs import bsrnet_arch  # noqa: F401

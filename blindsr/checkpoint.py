@@ -1,0 +1,200 @@
+"""Checkpoint files: atomic saving, finding the newest state, and loading weights from any layout.
+
+A blindsr checkpoint is one file per save holding everything needed to continue a run exactly
+(see :class:`blindsr.models.base_model.BaseModel.state_dict`); it is a plain dict tagged
+``format: blindsr-checkpoint`` and is always loaded with ``weights_only=True``.
+
+:func:`load_pretrained` loads network weights from whatever a user brings: a blindsr checkpoint,
+BasicSR's ``{'params', 'params_ema'}`` wrapper, ``state_dict``/``model`` wrappers, raw state dicts
+(``module.`` prefixes from DataParallel/DDP removed) and authors' layouts through key converters
+registered next to each arch with :func:`register_key_converter`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+FORMAT = 'blindsr-checkpoint'
+STATE_SUFFIX = '.state'
+
+StateDict = dict[str, torch.Tensor]
+KeyConverter = Callable[[StateDict], StateDict]
+
+# arch class name -> converters from authors' layouts to the arch's own parameter names.
+KEY_CONVERTER_REGISTRY: dict[str, list[KeyConverter]] = {}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read or does not fit the network."""
+
+
+class LoadResult(NamedTuple):
+    source: str  # what was loaded, e.g. "params_ema of x.pth via from_basicsr_rrdbnet"
+    missing: list[str]
+    unexpected: list[str]
+
+
+def register_key_converter(arch: type | str) -> Callable[[KeyConverter], KeyConverter]:
+    """Register ``fn(state_dict) -> state_dict`` converting an authors' layout for ``arch``.
+
+    A converter is tried only when the keys of a checkpoint do not match the network's own; it
+    should raise ``KeyError``/``ValueError`` (or return a dict that does not match) for layouts it
+    does not understand.
+    """
+    name = arch if isinstance(arch, str) else arch.__name__
+
+    def deco(fn: KeyConverter) -> KeyConverter:
+        KEY_CONVERTER_REGISTRY.setdefault(name, []).append(fn)
+        return fn
+
+    return deco
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash or a full disk leaves either the old file or the new one, never a truncated file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint file on the CPU with ``weights_only=True`` and a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'Checkpoint not found: {path}')
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # pickle errors, truncated zip files, non-weights payloads ...
+        raise CheckpointError(f'Cannot read checkpoint {path}: {err}') from err
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f'Checkpoint {path} holds a {type(obj).__name__}, not a dict of tensors.')
+    return dict(obj)
+
+
+def state_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``<iter>.state`` files in ``folder``, oldest iteration first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if re.fullmatch(r'\d+' + re.escape(STATE_SUFFIX), p.name)]
+    return sorted(found, key=lambda p: int(p.stem))
+
+
+def latest_state(folder: str | os.PathLike) -> Path | None:
+    """The newest ``<iter>.state`` in ``folder`` or None."""
+    files = state_files(folder)
+    return files[-1] if files else None
+
+
+def prune_states(folder: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` state files (``keep <= 0`` keeps all)."""
+    if keep > 0:
+        for old in state_files(folder)[:-keep]:
+            old.unlink(missing_ok=True)
+
+
+def _unwrap(ckpt: Mapping, key: str | None) -> tuple[Mapping, str]:
+    """Find the state dict inside the wrappers people save; return it and a description."""
+    if ckpt.get('format') == FORMAT:
+        nets = ckpt['networks']
+        chosen = key or ('net_g_ema' if 'net_g_ema' in nets else 'net_g')
+        if chosen not in nets:
+            raise CheckpointError(f"blindsr checkpoint has no network '{chosen}'; it holds {sorted(nets)}.")
+        return nets[chosen], f'networks.{chosen}'
+    candidates = [key] if key else ['params_ema', 'params', 'state_dict', 'model', 'net', 'generator']
+    for name in candidates:
+        inner = ckpt.get(name)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            return inner, name
+    if key:
+        raise CheckpointError(f"Checkpoint has no state dict under '{key}'; top-level keys: {sorted(ckpt)[:20]}.")
+    return ckpt, 'state dict'
+
+
+def _strip_module_prefix(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    if sd and all(k.startswith('module.') for k in sd):
+        return {k[len('module.'):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def _bare(net: nn.Module) -> nn.Module:
+    """The network inside DDP/DataParallel wrappers."""
+    while isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        net = net.module
+    return net
+
+
+def load_pretrained(net: nn.Module, checkpoint: str | os.PathLike | Mapping, key: str | None = None,
+                    strict: bool = True) -> LoadResult:
+    """Load weights into ``net`` from a path or an already loaded dict.
+
+    Args:
+        net: the network (DDP/DataParallel wrappers are looked through).
+        checkpoint: a file path or a dict (blindsr checkpoint, BasicSR wrapper, raw state dict ...).
+        key: which state dict to take from a wrapper (``params``, ``params_ema``, ``net_g`` ...);
+            by default EMA weights are preferred when present, as BasicSR and KAIR users expect.
+        strict: require every key to match. With ``strict=False`` missing/unexpected keys are
+            allowed and returned; shape mismatches are always an error.
+
+    Returns:
+        a :class:`LoadResult` naming what was loaded and the missing/unexpected keys.
+    """
+    where = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else 'given dict'
+    ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    raw, inner = _unwrap(ckpt, key)
+    sd = _strip_module_prefix(raw)
+    net = _bare(net)
+    own = net.state_dict()
+    arch = type(net).__name__
+
+    attempts: list[tuple[str, StateDict]] = [('', sd)]
+    refusals: list[str] = []  # why converters declined, shown if nothing fits
+    for conv in KEY_CONVERTER_REGISTRY.get(arch, []):
+        if set(sd) == set(own):
+            break
+        try:
+            attempts.append((f' via {conv.__name__}', conv(dict(sd))))
+        except (KeyError, ValueError) as err:
+            refusals.append(f'{conv.__name__}: {err}')
+    # the attempt whose keys overlap the network's the most wins
+    via, best = max(attempts, key=lambda a: len(set(a[1]) & set(own)))
+    missing = sorted(set(own) - set(best))
+    unexpected = sorted(set(best) - set(own))
+    source = f'{inner} of {where}{via}'
+    if strict and (missing or unexpected):
+        tried = [c.__name__ for c in KEY_CONVERTER_REGISTRY.get(arch, [])]
+        raise CheckpointError(
+            f'{source} does not fit {arch} (strict): {len(missing)} missing keys {_short(missing)}, '
+            f'{len(unexpected)} unexpected keys {_short(unexpected)}. Key converters tried for {arch}: '
+            f'{tried or "none registered"}.' + ''.join(f' {r}' for r in refusals))
+    wrong = [f'{k}: checkpoint {tuple(best[k].shape)} vs network {tuple(own[k].shape)}'
+             for k in sorted(set(best) & set(own)) if best[k].shape != own[k].shape]
+    if wrong:
+        raise CheckpointError(f'{source} has shape mismatches for {arch}: {_short(wrong)}')
+    net.load_state_dict(best, strict=False)
+    return LoadResult(source, missing, unexpected)
+
+
+def _short(items: list[str], n: int = 8) -> str:
+    return str(items[:n])[:-1] + (f', ... {len(items) - n} more]' if len(items) > n else ']')

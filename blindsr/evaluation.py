@@ -1,0 +1,97 @@
+"""Evaluation of a model on a dataset: SR images, per-image metrics and timing, gathered across ranks.
+
+Used by validation during training and by ``python -m blindsr.test``. Each rank evaluates its own
+shard (no padding, so every image counts once); the per-image records are then gathered, so no
+rank waits in a collective while another one computes. Metrics are BasicSR's functions from the
+metric registry, computed on 8-bit BGR images as BasicSR expects (Y channel, crop border = scale
+unless configured).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from basicsr.utils import tensor2img
+from tqdm import tqdm
+
+from blindsr import dist
+from blindsr.data.image_io import write_image
+from blindsr.registry import METRIC_REGISTRY, lookup
+
+
+def _name(batch: dict) -> str:
+    path = batch.get('lq_path', batch.get('gt_path'))
+    return Path(path[0] if isinstance(path, (list, tuple)) else path).stem
+
+
+def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, save_count: int | None = None,
+             suffix: str = '', progress: bool = False, bicubic_baseline: bool = False) -> dict:
+    """Run ``model.infer`` on every image of this rank's shard, then gather all ranks' records.
+
+    Returns ``{'images': [{'name', 'time_s', <metric>: value, ...}, ...], 'mean': {...}}`` on every rank,
+    images sorted by name. With ``bicubic_baseline`` the records also hold ``bicubic_<metric>``:
+    the metric of MATLAB-bicubic upsampling of the same LR image.
+    """
+    from blindsr.degradations.resize import imresize
+
+    records = []
+    saved = 0
+    bar = tqdm(loader, desc='evaluate', unit='img', disable=not progress, leave=False)
+    for batch in bar:
+        name = _name(batch)
+        gt = batch.get('gt')
+        lq = batch.get('lq')
+        if lq is None:
+            lq = model.degrade_for_eval(gt.to(model.device), name)
+        lq = lq.to(model.device)
+        if model.device.type == 'cuda':
+            torch.cuda.synchronize(model.device)
+        start = time.perf_counter()
+        sr = model.infer(lq)
+        if model.device.type == 'cuda':
+            torch.cuda.synchronize(model.device)
+        record = {'name': name, 'time_s': time.perf_counter() - start}
+        sr_img = tensor2img(sr)
+        if gt is not None:
+            gt_img = tensor2img(gt)
+            if sr_img.shape != gt_img.shape:
+                raise ValueError(f'{name}: SR output {sr_img.shape[:2]} does not match HR {gt_img.shape[:2]}; '
+                                 'does the network scale match the options scale?')
+            candidates = {'': sr_img}
+            if bicubic_baseline:
+                up = imresize(lq.float(), size=tuple(gt.shape[-2:]))
+                candidates['bicubic_'] = tensor2img(up)
+            for prefix, img in candidates.items():
+                for metric_name, metric_opt in metrics.items():
+                    metric_opt = dict(metric_opt)
+                    fn = lookup(METRIC_REGISTRY, metric_opt.pop('type'))
+                    record[prefix + metric_name] = float(fn(img, gt_img, **metric_opt))
+        records.append(record)
+        if save_dir is not None and (save_count is None or saved < save_count):
+            write_image(Path(save_dir) / name / f'{name}{suffix}.png' if suffix else Path(save_dir) / f'{name}.png',
+                        sr_img[..., ::-1].astype(np.float32) / 255.0)
+            saved += 1
+    images = sorted((r for part in dist.all_gather_objects(records) for r in part), key=lambda r: r['name'])
+    keys = [k for k in images[0] if k != 'name'] if images else []
+    mean = {k: float(np.mean([r[k] for r in images])) for k in keys}
+    return {'images': images, 'mean': mean}
+
+
+def results_markdown(title: str, result: dict) -> str:
+    """A markdown table: one row per image and a mean row."""
+    keys = list(result['mean'])
+    lines = [f'## {title}', '', '| image | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|']
+    for rec in result['images'] + [{'name': '**mean**', **result['mean']}]:
+        lines.append(f"| {rec['name']} | " + ' | '.join(_fmt(k, rec[k]) for k in keys) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _fmt(key: str, value: float) -> str:
+    if 'ssim' in key:
+        return f'{value:.4f}'
+    if key.startswith('time'):
+        return f'{value * 1000:.1f} ms'
+    return f'{value:.2f}'

@@ -1,0 +1,238 @@
+"""The engine every blindsr model stands on: networks, optimizers, schedulers, EMA, AMP, full state.
+
+A model owns any number of named networks (``net_g``, ``net_d``, a frozen teacher ...), each with
+its own optimizer and scheduler or none, an EMA copy for any of them, an AMP grad scaler and the
+per-rank random generator used for on-the-fly degradation. :meth:`BaseModel.state_dict` captures
+all of it plus the RNG states of every rank, so a resumed run continues bit-identically.
+
+BasicSR's own ``BaseModel`` is not reused: it falls back to DataParallel, maps resume states to
+``torch.cuda.current_device()`` (GPU only), keeps weights and training state in separate files
+written non-atomically and saves no RNG or scaler state.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from blindsr import dist
+from blindsr.checkpoint import FORMAT, load_pretrained
+from blindsr.dist import DistInfo
+from blindsr.registry import ARCH_REGISTRY, build
+
+STATE_VERSION = 1
+
+
+class BaseModel:
+    """Base class: subclasses build their networks in ``__init__`` and implement the hooks below."""
+
+    # top-level option sections a model accepts beyond the common ones (name -> type)
+    extra_sections: dict[str, type] = {}
+
+    def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
+        self.opt = opt
+        self.device = device
+        self.dist = dist_info
+        self.is_train = opt.get('is_train', False)
+        self.networks: dict[str, nn.Module] = {}  # bare modules, the state of record
+        self.wrapped: dict[str, nn.Module] = {}  # DDP-wrapped where trained under torchrun
+        self.ema: dict[str, nn.Module] = {}  # 'net_g' -> its EMA copy
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        train = opt.get('train') or {}
+        amp = train.get('use_amp', False)
+        self.amp_dtype = {False: None, None: None, True: torch.float16, 'fp16': torch.float16,
+                          'bf16': torch.bfloat16}[amp]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        seed = opt.get('manual_seed', 0)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed * 1009 + dist_info.rank)
+
+    # ------------------------------------------------------------------ building
+    def add_network(self, name: str, net_opt: dict, trainable: bool = True, **defaults: Any) -> nn.Module:
+        """Build a network from its option section, load ``path.pretrain_<name>`` and register it."""
+        net = build(ARCH_REGISTRY, net_opt, **defaults).to(self.device)
+        paths = self.opt.get('path', {})
+        pretrained = paths.get(f'pretrain_{name}')
+        if pretrained:
+            result = load_pretrained(net, pretrained, key=paths.get(f'param_key_{name[4:]}'),
+                                     strict=paths.get(f'strict_load_{name[4:]}', True))
+            self.log_info(f'{name}: loaded {result.source}' +
+                          (f' (missing {len(result.missing)}, unexpected {len(result.unexpected)})'
+                           if result.missing or result.unexpected else ''))
+        self.networks[name] = net
+        if not trainable:
+            net.eval().requires_grad_(False)
+            self.wrapped[name] = net
+        elif self.dist.enabled and any(p.requires_grad for p in net.parameters()):
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            self.wrapped[name] = DistributedDataParallel(net, device_ids=ids)
+        else:
+            self.wrapped[name] = net
+        return net
+
+    def add_ema(self, name: str, decay: float) -> None:
+        """Keep an exponential moving average of ``networks[name]`` (parameters and buffers)."""
+        self.ema[name] = copy.deepcopy(self.networks[name]).eval().requires_grad_(False)
+        self.ema_decay = decay
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        for name, ema in self.ema.items():
+            src = self.networks[name]
+            ema_p = list(ema.parameters())
+            torch._foreach_lerp_(ema_p, [p.detach() for p in src.parameters()], 1 - self.ema_decay)
+            for b_ema, b in zip(ema.buffers(), src.buffers()):
+                b_ema.copy_(b)
+
+    def add_optimizer(self, name: str, params: Iterator[nn.Parameter] | list, optim_opt: dict,
+                      sched_opt: dict | None = None) -> torch.optim.Optimizer:
+        optim_opt = dict(optim_opt)
+        kind = optim_opt.pop('type')
+        cls = getattr(torch.optim, kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            known = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+                     and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != 'Optimizer']
+            raise ValueError(f"Unknown optimizer '{kind}'; torch.optim has: {', '.join(sorted(known))}.")
+        optimizer = cls([p for p in params if p.requires_grad], **optim_opt)
+        self.optimizers[name] = optimizer
+        if sched_opt:
+            self.schedulers[name] = make_scheduler(optimizer, sched_opt)
+        return optimizer
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def feed_data(self, batch: dict) -> None:
+        raise NotImplementedError
+
+    def optimize_parameters(self, it: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def infer(self, lq: torch.Tensor) -> torch.Tensor:
+        """Super-resolve an LR batch (test/validation path); per-image optimisation may happen here."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training helpers
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
+        """Backward ``loss`` and step optimizer ``name`` through the AMP scaler, with optional clipping."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if clip:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g['params']], clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def update_learning_rate(self) -> None:
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+
+    def current_lr(self) -> float:
+        optimizer = next(iter(self.optimizers.values()), None)
+        return optimizer.param_groups[0]['lr'] if optimizer else 0.0
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Put trained networks in eval mode for validation and restore their modes after."""
+        modes = {name: net.training for name, net in self.networks.items()}
+        for net in self.networks.values():
+            net.eval()
+        try:
+            yield
+        finally:
+            for name, net in self.networks.items():
+                net.train(modes[name])
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, it: int, epoch: int, extra: dict | None = None) -> dict:
+        """Everything needed to continue exactly. Collective under torchrun (gathers RNG states)."""
+        rng = dist.all_gather_objects(self._rng_state())
+        return {
+            'format': FORMAT,
+            'version': STATE_VERSION,
+            'iter': it,
+            'epoch': epoch,
+            'networks': {**{n: net.state_dict() for n, net in self.networks.items()},
+                         **{f'{n}_ema': ema.state_dict() for n, ema in self.ema.items()}},
+            'optimizers': {n: o.state_dict() for n, o in self.optimizers.items()},
+            'schedulers': {n: s.state_dict() for n, s in self.schedulers.items()},
+            'scaler': self.scaler.state_dict(),
+            'rng': rng,
+            'options': self.opt,
+            'extra': extra or {},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get('format') != FORMAT:
+            raise ValueError('Not a blindsr training state (missing format tag).')
+        nets = state['networks']
+        for name, net in self.networks.items():
+            net.load_state_dict(nets[name])
+        for name, ema in self.ema.items():
+            ema.load_state_dict(nets[f'{name}_ema'])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state['optimizers'][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state['schedulers'][name])
+        if state.get('scaler'):
+            self.scaler.load_state_dict(state['scaler'])
+        rng = state['rng']
+        if len(rng) == self.dist.world_size:
+            self._set_rng_state(rng[self.dist.rank])
+        else:
+            self.log_info(f'Resumed with {self.dist.world_size} ranks from a state saved with {len(rng)}: '
+                          'random streams restart from the seed (results will not be bit-identical).')
+
+    def _rng_state(self) -> dict:
+        np_state = np.random.get_state()
+        state = {
+            'python': random.getstate(),
+            'numpy': (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+            'torch': torch.get_rng_state(),
+            'generator': self.generator.get_state(),
+        }
+        if self.device.type == 'cuda':
+            state['cuda'] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        random.setstate(state['python'])
+        kind, key, *rest = state['numpy']
+        np.random.set_state((kind, key.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(state['torch'])
+        self.generator.set_state(state['generator'])
+        if 'cuda' in state and self.device.type == 'cuda':
+            torch.cuda.set_rng_state(state['cuda'], self.device)
+
+    # ------------------------------------------------------------------ misc
+    def log_info(self, msg: str) -> None:
+        if self.dist.is_main:
+            logging.getLogger('blindsr').info(msg)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, sched_opt: dict) -> Any:
+    """A scheduler from ``torch.optim.lr_scheduler`` or BasicSR's (MultiStepRestartLR, ...), by name."""
+    from basicsr.models import lr_scheduler as basicsr_sched
+
+    sched_opt = dict(sched_opt)
+    kind = sched_opt.pop('type')
+    cls = getattr(torch.optim.lr_scheduler, kind, None) or getattr(basicsr_sched, kind, None)
+    if cls is None:
+        raise ValueError(f"Unknown scheduler '{kind}': not in torch.optim.lr_scheduler nor "
+                         'basicsr.models.lr_scheduler (MultiStepRestartLR, CosineAnnealingRestartLR).')
+    return cls(optimizer, **sched_opt)

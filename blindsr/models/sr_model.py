@@ -1,0 +1,68 @@
+"""``BlindSRModel``: one SR network trained with a pixel loss on HR-only data degraded per batch.
+
+The model degrades HR batches on the device in ``feed_data`` through the degradation registry
+(``degradation:`` in the options) unless the dataset already delivers LR images (paired data or
+per-sample degradation in DataLoader workers). Any arch in the registry works as ``network_g``:
+blindsr's (BSRNet ...) and BasicSR's (EDSR, RCAN, SwinIR, RRDBNet ...).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from blindsr.dist import DistInfo
+from blindsr.models.base_model import BaseModel
+from blindsr.registry import DEGRADATION_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, build
+
+
+@MODEL_REGISTRY.register()
+class BlindSRModel(BaseModel):
+    """SR network + pixel loss (L1 by default) + optional EMA; degradation applied per batch."""
+
+    def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
+        super().__init__(opt, device, dist_info)
+        self.net_g = self.add_network('net_g', opt['network_g'], trainable=self.is_train)
+        self.degradation = (build(DEGRADATION_REGISTRY, opt['degradation'], scale=opt['scale'])
+                            if opt.get('degradation') else None)
+        if self.is_train:
+            train = opt['train']
+            self.net_g.train()
+            self.pixel_loss = build(LOSS_REGISTRY, train['pixel_opt']).to(device)
+            self.add_optimizer('net_g', self.net_g.parameters(), train['optim_g'], train.get('scheduler'))
+            if train.get('ema_decay'):
+                self.add_ema('net_g', train['ema_decay'])
+        else:
+            self.net_g.eval()
+
+    def degrade(self, gt: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.degradation is None:
+            raise ValueError("The batch has no 'lq' and the options define no 'degradation' to make one: "
+                             "add a top-level 'degradation:' section or use paired data.")
+        lq, self.degradation_params = self.degradation(gt, generator if generator is not None else self.generator)
+        return lq
+
+    def degrade_for_eval(self, gt: torch.Tensor, name: str) -> torch.Tensor:
+        """Degrade a validation image reproducibly: the generator is seeded by the image name."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(zlib.crc32(name.encode()) + self.opt.get('manual_seed', 0))
+        return self.degrade(gt, generator)
+
+    def feed_data(self, batch: dict) -> None:
+        self.gt = batch['gt'].to(self.device, non_blocking=True)
+        self.lq = batch['lq'].to(self.device, non_blocking=True) if 'lq' in batch else self.degrade(self.gt)
+
+    def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            output = self.wrapped['net_g'](self.lq)
+        loss = self.pixel_loss(output.float(), self.gt)
+        self.step('net_g', loss, clip=self.opt['train'].get('grad_clip'))
+        self.update_ema()
+        return {'l_pix': loss.detach()}
+
+    @torch.no_grad()
+    def infer(self, lq: torch.Tensor) -> torch.Tensor:
+        net = self.ema.get('net_g', self.net_g)
+        with self.eval_mode(), self.autocast():
+            return net(lq).float()

@@ -1,0 +1,227 @@
+"""Training entry point: ``python -m blindsr.train -opt options/train/x.yml [--set k=v ...]``.
+
+Also under ``torchrun --nproc_per_node=N -m blindsr.train -opt ...`` (DDP; nccl on CUDA, gloo on
+CPU; multi-node through torchrun's rendezvous). The run folder ``path.experiments_root`` (default
+``experiments/<name>``) receives the resolved options, a text log, TensorBoard events,
+``training_states/<iter>.state`` (one file with everything to continue exactly) and validation
+images. ``--auto_resume`` continues from the newest state there; SIGINT/SIGTERM save a state first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as td
+
+import blindsr  # noqa: F401  (registers everything)
+from blindsr import dist
+from blindsr.checkpoint import latest_state, prune_states, read_checkpoint, save_atomic
+from blindsr.data.loader import build_dataloader
+from blindsr.evaluation import evaluate
+from blindsr.logging_utils import ProgressMeter, setup_logger, tensorboard_writer
+from blindsr.options import dump_options, load_options
+from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, build, lookup
+from blindsr.seeding import seed_everything
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='python -m blindsr.train', description=__doc__.splitlines()[0])
+    parser.add_argument('-opt', '--opt', required=True, help='path to the YAML option file')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY.PATH=VALUE',
+                        help='override any option (value parsed as YAML); repeatable')
+    parser.add_argument('--auto_resume', action='store_true',
+                        help='continue from the newest state in path.experiments_root/training_states')
+    parser.add_argument('--resume', metavar='STATE', help='continue from this .state file')
+    return parser.parse_args(argv)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; checked once per iteration (agreed across ranks) so every rank stops together."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum:  # a second signal: give up waiting
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def agreed(self, device: torch.device) -> int:
+        if not td.is_initialized():
+            return self.signum
+        flag = torch.tensor([self.signum], device=device if td.get_backend() == 'nccl' else 'cpu')
+        td.all_reduce(flag, op=td.ReduceOp.MAX)
+        return int(flag.item())
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def prepare_run_folder(opt: dict, resuming: bool, is_main: bool) -> Path:
+    """Create the run folder; an existing one is renamed ``<folder>_archived_<time>`` unless resuming."""
+    run = Path(opt['path']['experiments_root'])
+    if is_main:
+        if run.exists() and not resuming:
+            stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
+            shutil.move(str(run), f'{run}_archived_{stamp}')
+        for key in ('models', 'training_states', 'visualization'):
+            Path(opt['path'][key]).mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    return run
+
+
+def find_resume_state(args: argparse.Namespace, opt: dict) -> Path | None:
+    if args.resume:
+        return Path(args.resume)
+    if args.auto_resume:
+        return latest_state(opt['path']['training_states'])
+    return None
+
+
+def infinite_batches(loader, epoch: int, skip: int):
+    """Yield (epoch, batch) forever, starting ``skip`` batches into ``epoch`` (for exact resume)."""
+    while True:
+        loader.batch_sampler.sampler.set_epoch(epoch)
+        loader.batch_sampler.sampler.set_start(skip * loader.batch_size)
+        for batch in loader:
+            yield epoch, batch
+        epoch += 1
+        skip = 0
+
+
+def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path: Path | None,
+          auto_resume: bool = False) -> Path:
+    is_main = dist_info.is_main
+    run = prepare_run_folder(opt, resume_path is not None, is_main)
+    stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
+    logger = setup_logger(run / f"train_{opt['name']}_{stamp}.log", is_main)
+    if is_main:
+        header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
+        (run / 'options.yml').write_text(dump_options(opt, header))
+    logger.info(f"run folder {run}; device {device}; world size {dist_info.world_size}")
+    seed_everything(opt['manual_seed'], dist_info.rank, opt['deterministic'])
+
+    train_opt = opt['datasets']['train']
+    train_set = build(DATASET_REGISTRY, train_opt)
+    train_loader = build_dataloader(train_set, train_opt, 'train', opt['manual_seed'], dist_info.rank,
+                                    dist_info.world_size)
+    val_loaders = []
+    for phase, ds_opt in opt['datasets'].items():
+        if phase != 'train':
+            val_set = build(DATASET_REGISTRY, ds_opt)
+            val_loaders.append((ds_opt['name'], build_dataloader(val_set, ds_opt, 'val', opt['manual_seed'],
+                                                                  dist_info.rank, dist_info.world_size)))
+    model = lookup(MODEL_REGISTRY, opt['model_type'])(opt, device, dist_info)
+    total_iter = opt['train']['total_iter']
+    iters_per_epoch = len(train_loader)
+    logger.info(f'train set {len(train_set)} images, {iters_per_epoch} iterations per epoch, '
+                f'{total_iter} iterations in all')
+
+    start_iter, best = 0, {}
+    if resume_path is not None:
+        state = read_checkpoint(resume_path)
+        model.load_state_dict(state)
+        start_iter, best = state['iter'], state['extra'].get('best', {})
+        logger.info(f'Resumed from {resume_path} at iteration {start_iter} (epoch {state["epoch"]}).')
+    elif auto_resume:
+        logger.info('auto_resume: no state found, starting from scratch.')
+
+    writer = tensorboard_writer(opt['path']['tb_logger'], is_main and opt['logger']['use_tb_logger'])
+    log_opt, val_opt = opt['logger'], opt.get('val') or {}
+    meter = ProgressMeter(total_iter, start_iter)
+    stop = StopFlag()
+    epoch = start_iter // iters_per_epoch
+    batches = infinite_batches(train_loader, epoch, start_iter % iters_per_epoch)
+
+    def save(it: int, epoch: int) -> None:
+        state = model.state_dict(it, epoch, extra={'best': best})  # collective: all ranks
+        if is_main:
+            save_atomic(state, Path(opt['path']['training_states']) / f'{it}.state')
+            prune_states(opt['path']['training_states'], log_opt['keep_last'])
+            logger.info(f'Saved training state at iteration {it}.')
+
+    it = start_iter
+    try:
+        tick = time.perf_counter()
+        while it < total_iter:
+            epoch, batch = next(batches)
+            data_time = time.perf_counter() - tick
+            it += 1
+            model.feed_data(batch)
+            losses = model.optimize_parameters(it)
+            model.update_learning_rate()
+            meter.update(losses, data_time)
+            if it % log_opt['print_freq'] == 0 or it == total_iter:
+                text, scalars = meter.line(it, epoch, model.current_lr())
+                logger.info(text)
+                if writer:
+                    for key, value in scalars.items():
+                        writer.add_scalar(key, value, it)
+            if val_loaders and (it % val_opt['val_freq'] == 0 or it == total_iter):
+                validate(model, val_loaders, val_opt, opt, it, best, writer, logger)
+            if it % log_opt['save_checkpoint_freq'] == 0 or it == total_iter:
+                save(it, epoch)
+            signum = stop.agreed(device)
+            if signum and it < total_iter:
+                logger.warning(f'Signal {signal.Signals(signum).name}: saving state at iteration {it} and stopping. '
+                               'Continue with --auto_resume.')
+                save(it, epoch)
+                raise SystemExit(128 + signum)
+            tick = time.perf_counter()
+    finally:
+        stop.restore()
+        if writer:
+            writer.close()
+    if is_main:
+        final = {'params': model.networks['net_g'].state_dict()}
+        if 'net_g' in model.ema:
+            final['params_ema'] = model.ema['net_g'].state_dict()
+        save_atomic(final, Path(opt['path']['models']) / 'net_g_final.pth')
+        logger.info(f"Training done: {Path(opt['path']['models']) / 'net_g_final.pth'}")
+    return run
+
+
+def validate(model, val_loaders, val_opt, opt, it, best, writer, logger) -> None:
+    for name, loader in val_loaders:
+        save_dir = Path(opt['path']['visualization']) if val_opt['save_img'] else None
+        result = evaluate(model, loader, val_opt['metrics'], save_dir, val_opt['save_img_count'], suffix=f'_{it}')
+        parts = []
+        for metric, value in result['mean'].items():
+            if metric == 'time_s':
+                continue
+            key = f'{name}/{metric}'
+            better_high = 'lpips' not in metric and 'niqe' not in metric
+            prev = best.get(key)
+            if prev is None or (value > prev['value'] if better_high else value < prev['value']):
+                best[key] = {'value': value, 'iter': it}
+            parts.append(f"{metric} {value:.4f} (best {best[key]['value']:.4f} @ {best[key]['iter']})")
+            if writer:
+                writer.add_scalar(f'metrics/{key}', value, it)
+        logger.info(f'Validation {name} @ iter {it}: ' + ', '.join(parts))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    opt = load_options(args.opt, args.set, is_train=True)
+    dist_info, device = dist.init_dist(opt['device'], opt['dist']['backend'], opt['dist']['timeout_minutes'])
+    # auto_resume looks in the configured run folder, never a cwd-relative one
+    resume = find_resume_state(args, opt)
+    try:
+        train(opt, dist_info, device, resume, args.auto_resume)
+    finally:
+        dist.destroy()
+
+
+if __name__ == '__main__':
+    main()

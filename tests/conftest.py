@@ -1,0 +1,40 @@
+"""Shared fixtures: real photos from scikit-image written as small PNG folders, and the shared data root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import blindsr  # noqa: F401  (compat shim + registrations before any basicsr import)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('BLINDSR_SHARED', REPO.parent / 'shared'))
+
+
+def write_photos(folder: Path, names: list[str], size: int | None = None) -> Path:
+    """Write scikit-image photos (optionally centre-cropped to ``size``) as PNGs into ``folder``."""
+    import skimage.data
+
+    from blindsr.data.image_io import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        img = getattr(skimage.data, name)()[..., :3]
+        if size:
+            h, w = img.shape[:2]
+            top, left = (h - size) // 2, (w - size) // 2
+            img = img[top:top + size, left:left + size]
+        write_image(folder / f'{name}.png', img.astype(np.float32) / 255.0)
+    return folder
+
+
+@pytest.fixture
+def photo_dirs(tmp_path: Path) -> dict[str, Path]:
+    """Small real-photo folders: train (3 photos, 96 px crops) and val (1 photo, 64 px crop)."""
+    return {
+        'train': write_photos(tmp_path / 'train', ['astronaut', 'chelsea', 'rocket'], size=96),
+        'val': write_photos(tmp_path / 'val', ['coffee'], size=64),
+    }
