@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN_PHOTOS = ('astronaut', 'chelsea', 'rocket', 'motorcycle_left', 'motorcycle_right')
+TRAIN_PHOTOS = ('astronaut', 'chelsea', 'rocket', 'stereo_motorcycle')
 VAL_PHOTOS = ('coffee', )
 
 
@@ -28,7 +28,7 @@ def prepare_photos(root: Path) -> None:
             path = root / split / f'{name}.png'
             if not path.exists():
                 image = getattr(skimage.data, name)()
-                if isinstance(image, tuple):  # stereo pairs come as tuples in some versions
+                if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
                     image = image[0]
                 write_image(path, image[..., :3].astype(np.float32) / 255.0)
 

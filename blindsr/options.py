@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,24 @@ from blindsr.registry import (
 
 class OptionsError(ValueError):
     """A malformed or invalid option file."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-4`` as a float (YAML 1.1, and so PyYAML, wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list('-+0123456789.'))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 # Top-level keys. Model-specific sections are declared by the model classes (``extra_sections``).
@@ -85,7 +104,7 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise OptionsError(f'Option file not found: {path}')
     try:
-        opt = yaml.safe_load(path.read_text())
+        opt = parse_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise OptionsError(f'{path}: malformed YAML: {err}') from err
     if not isinstance(opt, dict):
@@ -102,7 +121,7 @@ def apply_override(opt: dict, item: str, path: Path | str = '<options>') -> None
     if not sep or not key.strip():
         raise OptionsError(f"--set expects key.path=value, got '{item}'.")
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
     except yaml.YAMLError as err:
         raise OptionsError(f"--set {item}: value is not valid YAML: {err}") from err
     parts = key.strip().split('.')
@@ -121,7 +140,7 @@ def apply_override(opt: dict, item: str, path: Path | str = '<options>') -> None
             raise OptionsError(f"{path}: --set {item}: '{where}' is a {type(node).__name__}, not a section.")
     last = parts[-1]
     if isinstance(node, list):
-        node[_index(last, node, key, path)] = value
+        node[_index(last, node, '.'.join(parts[:-1]), path)] = value
     else:
         node[last] = value
 
@@ -221,11 +240,9 @@ def validate(opt: dict, path: Path | str, is_train: bool) -> None:
         _check_type(train['total_iter'], int, 'train.total_iter', path)
         if train['total_iter'] < 1:
             raise OptionsError(f"{path}: train.total_iter must be >= 1, got {train['total_iter']}.")
-        for key in ('optim_g', 'scheduler', 'pixel_opt'):
-            if key in train and train[key] is not None:
+        for key in ('optim_g', 'scheduler', 'pixel_opt'):  # a missing 'type' comes from TRAIN_DEFAULTS
+            if train.get(key) is not None:
                 _check_type(train[key], dict, f'train.{key}', path)
-                if 'type' not in train[key]:
-                    raise OptionsError(f'{path}: train.{key}.type is required.')
         if 'ema_decay' in train:
             _check_type(train['ema_decay'], float, 'train.ema_decay', path)
             if not 0 <= train['ema_decay'] < 1:
@@ -264,6 +281,7 @@ def fill_defaults(opt: dict, is_train: bool) -> dict:
         ds.setdefault('name', phase)
         ds['phase'] = 'train' if phase == 'train' else 'val'
         ds.setdefault('scale', opt['scale'])
+        ds.setdefault('seed', opt['manual_seed'])
         opt['datasets'][phase] = ds
     # As in BasicSR, experiments_root is the run folder itself (default ./experiments/<name>);
     # it is made absolute here so that resuming never depends on the working directory.

@@ -19,7 +19,7 @@ from blindsr.data.loader import build_dataloader
 from blindsr.evaluation import evaluate, results_markdown
 from blindsr.logging_utils import setup_logger
 from blindsr.options import OptionsError, dump_options, load_options
-from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, build, lookup
+from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, lookup
 from blindsr.seeding import seed_everything
 
 
@@ -46,7 +46,7 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     out = {}
     for phase, ds_opt in opt['datasets'].items():
         name = ds_opt['name']
-        dataset = build(DATASET_REGISTRY, ds_opt)
+        dataset = lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt)
         loader = build_dataloader(dataset, ds_opt, 'test', opt['manual_seed'], dist_info.rank, dist_info.world_size)
         folder = results_root / name
         logger.info(f'Testing {name}: {len(dataset)} images -> {folder}')

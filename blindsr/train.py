@@ -27,7 +27,7 @@ from blindsr.data.loader import build_dataloader
 from blindsr.evaluation import evaluate
 from blindsr.logging_utils import ProgressMeter, setup_logger, tensorboard_writer
 from blindsr.options import dump_options, load_options
-from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, build, lookup
+from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, lookup
 from blindsr.seeding import seed_everything
 
 
@@ -101,7 +101,8 @@ def infinite_batches(loader, epoch: int, skip: int):
 
 
 def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path: Path | None,
-          auto_resume: bool = False) -> Path:
+          auto_resume: bool = False):
+    """Train to ``train.total_iter``; returns the model (its networks hold the final weights)."""
     is_main = dist_info.is_main
     run = prepare_run_folder(opt, resume_path is not None, is_main)
     stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
@@ -113,13 +114,13 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
     seed_everything(opt['manual_seed'], dist_info.rank, opt['deterministic'])
 
     train_opt = opt['datasets']['train']
-    train_set = build(DATASET_REGISTRY, train_opt)
+    train_set = lookup(DATASET_REGISTRY, train_opt['type'])(train_opt)
     train_loader = build_dataloader(train_set, train_opt, 'train', opt['manual_seed'], dist_info.rank,
                                     dist_info.world_size)
     val_loaders = []
     for phase, ds_opt in opt['datasets'].items():
         if phase != 'train':
-            val_set = build(DATASET_REGISTRY, ds_opt)
+            val_set = lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt)
             val_loaders.append((ds_opt['name'], build_dataloader(val_set, ds_opt, 'val', opt['manual_seed'],
                                                                   dist_info.rank, dist_info.world_size)))
     model = lookup(MODEL_REGISTRY, opt['model_type'])(opt, device, dist_info)
@@ -189,7 +190,7 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
             final['params_ema'] = model.ema['net_g'].state_dict()
         save_atomic(final, Path(opt['path']['models']) / 'net_g_final.pth')
         logger.info(f"Training done: {Path(opt['path']['models']) / 'net_g_final.pth'}")
-    return run
+    return model
 
 
 def validate(model, val_loaders, val_opt, opt, it, best, writer, logger) -> None:
@@ -211,7 +212,8 @@ def validate(model, val_loaders, val_opt, opt, it, best, writer, logger) -> None
         logger.info(f'Validation {name} @ iter {it}: ' + ', '.join(parts))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Run training from command-line arguments; returns the run folder."""
     args = parse_args(argv)
     opt = load_options(args.opt, args.set, is_train=True)
     dist_info, device = dist.init_dist(opt['device'], opt['dist']['backend'], opt['dist']['timeout_minutes'])
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     resume = find_resume_state(args, opt)
     try:
         train(opt, dist_info, device, resume, args.auto_resume)
+        return Path(opt['path']['experiments_root'])
     finally:
         dist.destroy()
 

@@ -53,7 +53,8 @@ def test_override_parsing():
     apply_override(opt, 'a.b.1=null')
     apply_override(opt, 'a.c.d={x: 1}')
     apply_override(opt, 'e=hello world')
-    assert opt == {'a': {'b': [1, None, 3], 'c': {'d': {'x': 1}}}, 'e': 'hello world'}
+    apply_override(opt, 'lr=2e-4')  # plain PyYAML would read a string here
+    assert opt == {'a': {'b': [1, None, 3], 'c': {'d': {'x': 1}}}, 'e': 'hello world', 'lr': 2e-4}
     with pytest.raises(OptionsError, match='key.path=value'):
         apply_override(opt, 'novalue')
     with pytest.raises(OptionsError, match="'a.b' indexes a list of 3 items with '7'"):

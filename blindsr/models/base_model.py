@@ -61,11 +61,12 @@ class BaseModel:
     def add_network(self, name: str, net_opt: dict, trainable: bool = True, **defaults: Any) -> nn.Module:
         """Build a network from its option section, load ``path.pretrain_<name>`` and register it."""
         net = build(ARCH_REGISTRY, net_opt, **defaults).to(self.device)
-        paths = self.opt.get('path', {})
-        pretrained = paths.get(f'pretrain_{name}')
+        # BasicSR's keys: network_g -> path.pretrain_network_g, path.param_key_g, path.strict_load_g
+        paths, suffix = self.opt.get('path', {}), name.removeprefix('net_')
+        pretrained = paths.get(f'pretrain_network_{suffix}')
         if pretrained:
-            result = load_pretrained(net, pretrained, key=paths.get(f'param_key_{name[4:]}'),
-                                     strict=paths.get(f'strict_load_{name[4:]}', True))
+            result = load_pretrained(net, pretrained, key=paths.get(f'param_key_{suffix}'),
+                                     strict=paths.get(f'strict_load_{suffix}', True))
             self.log_info(f'{name}: loaded {result.source}' +
                           (f' (missing {len(result.missing)}, unexpected {len(result.unexpected)})'
                            if result.missing or result.unexpected else ''))

@@ -1,0 +1,138 @@
+"""HR-only training and validation data, from image folders or LMDBs, optionally degraded per sample.
+
+The usual blind-SR setup reads only HR images and lets the model degrade each batch on the device
+(``feed_data``). With a ``degradation`` option the dataset instead degrades each sample itself, in the
+DataLoader workers, reproducibly: each sample's crop, flips and degradation come from a generator
+seeded by ``(seed, epoch, index)`` (see :mod:`blindsr.data.transforms`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import numpy as np
+import torch
+from basicsr.data.transforms import mod_crop
+from torch.utils.data import Dataset
+
+from blindsr.data.image_io import ImageReadError, image_size, list_images, read_image, to_tensor
+from blindsr.data.transforms import augment, paired_crop, sample_rng, torch_generator
+from blindsr.registry import DATASET_REGISTRY, DEGRADATION_REGISTRY, build
+
+
+def read_lmdb_meta(root: str | Path) -> list[tuple[str, int, int]]:
+    """``(key, height, width)`` per image of an LMDB made by ``scripts/create_lmdb.py``.
+
+    Parses ``meta_info.txt`` lines ``<key>.png (h,w,c) <compress level>`` itself: BasicSR's
+    ``paths_from_lmdb`` cuts keys at the first dot and has no shapes.
+    """
+    meta = Path(root) / 'meta_info.txt'
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f'LMDB folder {root} does not exist.')
+    if not meta.is_file():
+        raise FileNotFoundError(f'{root} is not an LMDB made by scripts/create_lmdb.py: '
+                                'it has no meta_info.txt.')
+    entries = []
+    for line in meta.read_text().splitlines():
+        if line.strip():
+            name, shape, _ = line.rsplit(' ', 2)
+            height, width = (int(v) for v in shape.strip('()').split(',')[:2])
+            entries.append((Path(name).stem, height, width))
+    return entries
+
+
+@DATASET_REGISTRY.register()
+class HRImageDataset(Dataset):
+    """HR images from folders and/or ``.lmdb`` folders (``dataroot_gt``: one path or a list).
+
+    Options: ``phase`` ('train' crops ``gt_size`` patches at random and augments with ``use_hflip`` /
+    ``use_rot``, both default False; other phases mod-crop whole images to ``scale``), ``scale``,
+    ``gt_size``, and optionally ``degradation`` (options for ``DEGRADATION_REGISTRY``) with ``seed``
+    (default 0). Items: ``gt`` (CHW), ``gt_path`` and, when degraded, ``lq`` (CHW) and ``params``
+    (the pipeline's sampled parameters for this sample). In the train phase every image is checked at
+    construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs).
+    """
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        super().__init__()
+        self.opt = opt
+        self.train = opt['phase'] == 'train'
+        self.scale = int(opt.get('scale', 1))
+        roots = opt['dataroot_gt']
+        roots = [roots] if isinstance(roots, (str, Path)) else roots
+        self.items: list[tuple[str, str | None]] = []  # (gt_path, lmdb root or None for a file)
+        sizes: list[tuple[int, int]] = []
+        for root in map(Path, roots):
+            if root.suffix == '.lmdb':
+                meta = read_lmdb_meta(root)
+                self.items += [(str(root / f'{key}.png'), str(root)) for key, _, _ in meta]
+                sizes += [(h, w) for _, h, w in meta]
+            else:
+                files = list_images(root)
+                self.items += [(str(path), None) for path in files]
+                if self.train:
+                    sizes += [image_size(path) for path in files]
+        if self.train:
+            self.gt_size = int(opt['gt_size'])
+            self._check_sizes(sizes)
+        degradation = opt.get('degradation')
+        self.degradation = build(DEGRADATION_REGISTRY, degradation, scale=self.scale) if degradation else None
+        self.seed = int(opt.get('seed', 0))
+        self.envs: dict[str, lmdb.Environment] = {}  # opened lazily by the process that reads
+        self.envs_pid = -1
+
+    def _check_sizes(self, sizes: list[tuple[int, int]]) -> None:
+        if self.gt_size % self.scale:
+            raise ValueError(f'gt_size {self.gt_size} is not a multiple of scale {self.scale}.')
+        small = [f'{path} ({h}x{w})' for (path, _), (h, w) in zip(self.items, sizes)
+                 if h < self.gt_size or w < self.gt_size]
+        if small:
+            raise ValueError(f'{len(small)} training image(s) are smaller than gt_size {self.gt_size}x'
+                             f'{self.gt_size} (sizes are height x width); remove them or lower gt_size:\n  '
+                             + '\n  '.join(small))
+
+    def _read(self, index: int) -> np.ndarray:
+        path, db = self.items[index]
+        if db is None:
+            return read_image(path)
+        if self.envs_pid != os.getpid():  # LMDB environments must not cross a fork: close, reopen
+            for env in self.envs.values():
+                env.close()
+            self.envs = {d: lmdb.open(d, readonly=True, lock=False, readahead=False)
+                         for d in {d for _, d in self.items if d is not None}}
+            self.envs_pid = os.getpid()
+        key = Path(path).stem
+        with self.envs[db].begin() as txn:
+            data = txn.get(key.encode('ascii'))
+        if data is None:
+            raise ImageReadError(f'{path}: key {key!r} is listed in meta_info.txt but missing from the LMDB.')
+        return read_image(data, name=path)
+
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers get a pickled copy, without the envs
+        return {**self.__dict__, 'envs': {}, 'envs_pid': -1}
+
+    # the train sampler passes (index, epoch); see blindsr.data.transforms
+    seeded_by_epoch = True
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        index, rng = sample_rng(item, self.seed)
+        img = self._read(index)
+        if self.train:
+            img = paired_crop(rng, img, None, self.gt_size // self.scale, self.scale)[0]
+            img, = augment(rng, [img], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+        else:
+            img = mod_crop(img, self.scale)
+        gt = to_tensor(img)
+        item: dict[str, Any] = {'gt': gt, 'gt_path': self.items[index][0]}
+        if self.degradation is not None:
+            generator = torch_generator(rng)
+            lq, params = self.degradation(gt[None], generator)
+            item['lq'] = lq[0]
+            item['params'] = {name: value[0] for name, value in params.items()}
+        return item
+
+    def __len__(self) -> int:
+        return len(self.items)

@@ -1,0 +1,100 @@
+"""DataLoaders for training and validation, single-process or distributed, reproducible from the seed.
+
+Training shuffles with a ``DistributedSampler`` (also for one process), so the order of an epoch
+depends only on ``(seed, epoch)``: a resumed run re-creates the loader, calls ``sampler.set_epoch``
+(and ``sampler.set_start`` to continue part-way through the epoch) and sees the same order.
+Validation shards with :class:`ShardSampler`, which neither pads nor duplicates, so metrics gathered
+from all ranks count each image exactly once.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...`` of a dataset of ``length`` items, in order."""
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = range(rank, length, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """A ``DistributedSampler`` whose epoch can begin part-way through its order (``set_start``).
+
+    ``enlarge`` repeats the dataset that many times per epoch (BasicSR's ``dataset_enlarge_ratio``;
+    useful for small sets). With ``with_epoch`` it yields ``(index, key)`` pairs, ``key`` being
+    ``epoch * enlarge + repeat``, from which blindsr datasets seed each sample's randomness
+    (:mod:`blindsr.data.transforms`); other datasets get plain indices.
+    """
+
+    def __init__(self, dataset: Dataset, *args: Any, enlarge: int = 1, with_epoch: bool = False,
+                 **kwargs: Any) -> None:
+        self.base_len = len(dataset)
+        self.enlarge = enlarge
+        super().__init__(range(self.base_len * enlarge), *args, **kwargs)
+        self.start = 0
+        self.with_epoch = with_epoch
+
+    def set_start(self, start: int) -> None:
+        """Skip the first ``start`` indices of this rank's order in the epochs that follow (0: none)."""
+        self.start = start
+
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
+        indices = itertools.islice(super().__iter__(), self.start, None)
+        if self.with_epoch:
+            return ((i % self.base_len, self.epoch * self.enlarge + i // self.base_len) for i in indices)
+        return (i % self.base_len for i in indices)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def _seed_worker(base_seed: int, worker_id: int) -> None:
+    random.seed(base_seed + worker_id)
+    np.random.seed((base_seed + worker_id) % 2**32)
+
+
+def build_dataloader(dataset: Dataset, opt: dict[str, Any], phase: str, seed: int, rank: int,
+                     world_size: int) -> DataLoader:
+    """A DataLoader for ``dataset`` on this rank.
+
+    ``opt`` (the dataset's options) gives ``batch_size_per_gpu`` (required for 'train', default 1
+    otherwise), ``num_worker_per_gpu`` (default 0), ``pin_memory`` (default False) and, for 'train',
+    ``dataset_enlarge_ratio`` (default 1). Workers seed
+    ``random`` and numpy with ``seed + rank * 1000 + worker_id``; train batches are full (``drop_last``).
+    """
+    train = phase == 'train'
+    sampler: Sampler[int]
+    if train:
+        sampler = ResumableDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                              seed=seed, drop_last=True,
+                                              enlarge=int(opt.get('dataset_enlarge_ratio', 1)),
+                                              with_epoch=getattr(dataset, 'seeded_by_epoch', False))
+        batch_size = int(opt['batch_size_per_gpu'])
+        if len(sampler) < batch_size:
+            raise ValueError(f'{len(dataset)} training images give {len(sampler)} per rank on {world_size} '
+                             f'rank(s): fewer than one batch of batch_size_per_gpu {batch_size}.')
+    else:
+        sampler = ShardSampler(len(dataset), rank, world_size)
+        batch_size = int(opt.get('batch_size_per_gpu', 1))
+    workers = int(opt.get('num_worker_per_gpu', 0))
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=bool(opt.get('pin_memory', False)), drop_last=train,
+                      persistent_workers=workers > 0,
+                      worker_init_fn=functools.partial(_seed_worker, seed + rank * 1000),
+                      generator=torch.Generator().manual_seed(seed + rank))

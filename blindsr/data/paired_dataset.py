@@ -1,0 +1,109 @@
+"""LR/HR pairs from two folders matched by file stem, or LR-only folders of real images without HR.
+
+Named ``PairedFolderDataset`` so as not to clash with BasicSR's ``PairedImageDataset``. Sizes are checked
+at construction from the image headers: every HR image must be ``scale`` times its LR image, or larger
+by fewer than ``scale`` pixels per side (then it is cropped top-left, as a mod-crop would).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from blindsr.data.image_io import image_size, list_images, read_image, to_tensor
+from blindsr.data.transforms import augment, paired_crop, sample_rng
+from blindsr.registry import DATASET_REGISTRY
+
+_MAX_LISTED = 10
+
+
+def _by_stem(folder: str | Path) -> dict[str, Path]:
+    paths: dict[str, Path] = {}
+    for path in list_images(folder):
+        if path.stem in paths:
+            raise ValueError(f'{paths[path.stem]} and {path} have the same name; pairs are matched by name.')
+        paths[path.stem] = path
+    return paths
+
+
+def _listing(names: list[str]) -> str:
+    more = f' and {len(names) - _MAX_LISTED} more' if len(names) > _MAX_LISTED else ''
+    return ', '.join(names[:_MAX_LISTED]) + more
+
+
+@DATASET_REGISTRY.register()
+class PairedFolderDataset(Dataset):
+    """Images of ``dataroot_lq`` paired by name with those of ``dataroot_gt`` (absent: LR only).
+
+    Options: ``scale``, ``phase``, ``filename_tmpl`` (LR name from HR name, default ``'{}'``, e.g.
+    ``'{}x4'``), and for 'train' ``gt_size`` (HR patch size; LR-only data is cropped to
+    ``gt_size // scale``), ``use_hflip``, ``use_rot`` (default False). Other phases give whole images.
+    Items: ``lq``, ``lq_path`` and, when paired, ``gt``, ``gt_path``.
+    """
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        super().__init__()
+        self.opt = opt
+        self.train = opt['phase'] == 'train'
+        self.scale = int(opt['scale'])
+        lq_paths = _by_stem(opt['dataroot_lq'])
+        if opt.get('dataroot_gt') is None:
+            self.pairs: list[tuple[Path, Path | None]] = [(lq_paths[s], None) for s in sorted(lq_paths)]
+        else:
+            gt_paths = _by_stem(opt['dataroot_gt'])
+            tmpl = opt.get('filename_tmpl', '{}')
+            lq_of_gt = {stem: tmpl.format(stem) for stem in sorted(gt_paths)}
+            no_lq = [gt_paths[s].name for s, lq in lq_of_gt.items() if lq not in lq_paths]
+            wanted = set(lq_of_gt.values())
+            no_gt = sorted(p.name for s, p in lq_paths.items() if s not in wanted)
+            if no_lq or no_gt:
+                gt_msg = f"{len(no_lq)} in {opt['dataroot_gt']} have no LR image: {_listing(no_lq)}. "
+                lq_msg = f"{len(no_gt)} in {opt['dataroot_lq']} have no HR image: {_listing(no_gt)}."
+                raise ValueError(f'Unmatched images (LR name = filename_tmpl {tmpl!r} of the HR name): '
+                                 + (gt_msg if no_lq else '') + (lq_msg if no_gt else ''))
+            self.pairs = [(lq_paths[lq], gt_paths[gt]) for gt, lq in lq_of_gt.items()]
+        if self.train:
+            self.gt_size = int(opt['gt_size'])
+            if self.gt_size % self.scale:
+                raise ValueError(f'gt_size {self.gt_size} is not a multiple of scale {self.scale}.')
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        problems = []
+        lq_size = self.gt_size // self.scale if self.train else 0
+        for lq, gt in self.pairs:
+            lh, lw = image_size(lq)
+            if lh < lq_size or lw < lq_size:
+                problems.append(f'{lq} ({lh}x{lw}) is smaller than the LR patch {lq_size}x{lq_size} '
+                                f'(gt_size {self.gt_size} / scale {self.scale})')
+            if gt is not None:
+                gh, gw = image_size(gt)
+                if not (0 <= gh - lh * self.scale < self.scale and 0 <= gw - lw * self.scale < self.scale):
+                    problems.append(f'{gt} ({gh}x{gw}) is not {self.scale}x {lq} ({lh}x{lw})')
+        if problems:
+            raise ValueError('Image sizes (height x width) do not fit:\n  ' + '\n  '.join(problems))
+
+    # the train sampler passes (index, epoch); see blindsr.data.transforms
+    seeded_by_epoch = True
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        index, rng = sample_rng(item, int(self.opt.get('seed', 0)))
+        lq_path, gt_path = self.pairs[index]
+        lq = read_image(lq_path)
+        gt = None if gt_path is None else read_image(gt_path)[:lq.shape[0] * self.scale, :lq.shape[1] * self.scale]
+        if self.train:
+            gt, lq = paired_crop(rng, gt, lq, self.gt_size // self.scale, self.scale)
+            flips = (self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+            if gt is None:
+                lq, = augment(rng, [lq], *flips)
+            else:
+                gt, lq = augment(rng, [gt, lq], *flips)
+        out: dict[str, Any] = {'lq': to_tensor(lq), 'lq_path': str(lq_path)}
+        if gt is not None:
+            out.update(gt=to_tensor(gt), gt_path=str(gt_path))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.pairs)

@@ -1,0 +1,218 @@
+"""Training end to end on real photos: run folder contents, exact resume, signals, DDP and multi-node."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from blindsr import test as test_entry
+from blindsr import train as train_entry
+from blindsr.checkpoint import load_pretrained, read_checkpoint
+from blindsr.registry import ARCH_REGISTRY
+from conftest import write_photos
+
+NET = {'type': 'BSRNet', 'scale': 2, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
+
+
+def tiny_options(tmp_path: Path, photo_dirs: dict, name: str = 'tiny', **train_overrides) -> Path:
+    opt = {
+        'name': name,
+        'model_type': 'BlindSRModel',
+        'scale': 2,
+        'manual_seed': 7,
+        'degradation': {'type': 'bicubic'},
+        'datasets': {
+            'train': {'type': 'HRImageDataset', 'dataroot_gt': str(photo_dirs['train']), 'gt_size': 32,
+                      'use_hflip': True, 'use_rot': True, 'batch_size_per_gpu': 2, 'num_worker_per_gpu': 0},
+            'val': {'type': 'HRImageDataset', 'dataroot_gt': str(photo_dirs['val'])},
+        },
+        'network_g': NET,
+        'path': {'experiments_root': str(tmp_path / 'experiments' / name)},
+        'train': {'total_iter': 6, 'ema_decay': 0.9, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [4], 'gamma': 0.5}, **train_overrides},
+        'val': {'val_freq': 3, 'save_img': True},
+        'logger': {'print_freq': 2, 'save_checkpoint_freq': 3, 'keep_last': 5},
+    }
+    path = tmp_path / f'{name}.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def final_weights(run: Path) -> dict:
+    return torch.load(run / 'models' / 'net_g_final.pth', weights_only=True)
+
+
+def test_training_run_writes_states_log_events_and_validation(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs)
+    run = train_entry.main(['-opt', str(opt_path)])
+    assert sorted(p.name for p in (run / 'training_states').iterdir()) == ['3.state', '6.state']
+    state = read_checkpoint(run / 'training_states' / '6.state')
+    assert state['iter'] == 6 and set(state['networks']) == {'net_g', 'net_g_ema'}
+    assert set(state['optimizers']) == {'net_g'} and set(state['schedulers']) == {'net_g'}
+    assert state['options']['train']['total_iter'] == 6 and len(state['rng']) == 1
+    log = next(run.glob('train_tiny_*.log')).read_text()
+    assert '[iter       6/6 100.0%]' in log and 'l_pix' in log and 'eta' in log and 'it/s' in log
+    assert 'Validation val @ iter 6: psnr' in log and 'ssim' in log
+    assert list((run / 'tb_logger').glob('events.out.tfevents.*'))
+    assert (run / 'visualization' / 'coffee' / 'coffee_6.png').is_file()
+    assert yaml.safe_load((run / 'options.yml').read_text())['name'] == 'tiny'
+    # the final weights load through load_pretrained into a fresh arch (EMA preferred)
+    net = ARCH_REGISTRY.get('BSRNet')(**{k: v for k, v in NET.items() if k != 'type'})
+    assert 'params_ema' in load_pretrained(net, run / 'models' / 'net_g_final.pth').source
+    # and the test entry point evaluates them, writing images and a results table
+    test_opt = yaml.safe_load(opt_path.read_text())
+    test_opt['path'] = {'pretrain_network_g': str(run / 'models' / 'net_g_final.pth'),
+                        'results_root': str(tmp_path / 'results')}
+    test_opt['val'] = {'bicubic_baseline': True}
+    del test_opt['train'], test_opt['datasets']['train']
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(test_opt))
+    results = test_entry.main(['-opt', str(tmp_path / 'test.yml')])
+    table = json.loads((tmp_path / 'results' / 'val' / 'results.json').read_text())
+    assert table == json.loads(json.dumps(results['val']))
+    assert [r['name'] for r in table['images']] == ['coffee']
+    assert {'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'time_s'} <= set(table['mean'])
+    assert '| coffee |' in (tmp_path / 'results' / 'val' / 'results.md').read_text()
+    # the tested weights are the trained EMA weights: same PSNR as the last validation
+    logged = float(log.split('Validation val @ iter 6: psnr ')[1].split()[0])
+    assert table['mean']['psnr'] == pytest.approx(logged, abs=1e-4)
+    assert (tmp_path / 'results' / 'val' / 'coffee.png').is_file()
+
+
+def test_resume_is_bit_identical(tmp_path, photo_dirs):
+    """Stopped at iteration 3 and resumed, a run ends with exactly the weights of an uninterrupted run."""
+    whole = train_entry.main(['-opt', str(tiny_options(tmp_path, photo_dirs, 'whole'))])
+    opt_path = tiny_options(tmp_path, photo_dirs, 'parts')
+    train_entry.main(['-opt', str(opt_path), '--set', 'train.total_iter=3'])
+    parts = train_entry.main(['-opt', str(opt_path), '--auto_resume'])
+    log = sorted(parts.glob('train_parts_*.log'))[-1].read_text()
+    assert 'Resumed from' in log and '3.state at iteration 3' in log
+    a, b = final_weights(whole), final_weights(parts)
+    for key in ('params', 'params_ema'):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
+def test_auto_resume_without_state_starts_fresh(tmp_path, photo_dirs):
+    run = train_entry.main(['-opt', str(tiny_options(tmp_path, photo_dirs)), '--auto_resume',
+                            '--set', 'train.total_iter=1'])
+    assert 'auto_resume: no state found' in next(run.glob('train_*.log')).read_text()
+
+
+def test_existing_run_folder_is_archived_not_overwritten(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs)
+    train_entry.main(['-opt', str(opt_path), '--set', 'train.total_iter=1'])
+    train_entry.main(['-opt', str(opt_path), '--set', 'train.total_iter=1'])
+    assert len(list((tmp_path / 'experiments').glob('tiny_archived_*'))) == 1
+
+
+def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_sigint_saves_state_and_auto_resume_continues(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs, 'sig', total_iter=100000)
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.Popen([sys.executable, '-m', 'blindsr.train', '-opt', str(opt_path)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # wait until training runs
+        if '[iter' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGINT, out
+    assert 'Signal SIGINT: saving state at iteration' in out
+    states = list((tmp_path / 'experiments' / 'sig' / 'training_states').glob('*.state'))
+    assert states
+    stopped = max(int(p.stem) for p in states)
+    result = run_cli([sys.executable, '-m', 'blindsr.train', '-opt', str(opt_path), '--auto_resume',
+                      '--set', f'train.total_iter={stopped + 2}'], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f'at iteration {stopped}' in result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+DDP_SCRIPT = textwrap.dedent('''
+    """Runs blindsr.train under torchrun, then saves each rank's own weights for comparison."""
+    import sys
+    from pathlib import Path
+
+    import torch
+    from blindsr import train
+
+    original = train.train
+
+    def train_and_dump(*args, **kwargs):
+        model = original(*args, **kwargs)
+        run = Path(model.opt['path']['experiments_root'])
+        torch.save(model.networks['net_g'].state_dict(), run / f'rank{model.dist.rank}.pth')
+        return model
+
+    train.train = train_and_dump
+    train.main(sys.argv[1:])
+''')
+
+
+def test_ddp_two_ranks_identical_weights_and_gathered_validation(tmp_path, photo_dirs):
+    write_photos(photo_dirs['val'], ['immunohistochemistry', 'astronaut'], size=48)  # 3 images: shards 2 + 1
+    opt_path = tiny_options(tmp_path, photo_dirs, 'ddp', total_iter=4)
+    script = tmp_path / 'ddp_train.py'
+    script.write_text(DDP_SCRIPT)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}']
+    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), '--set', 'datasets.train.batch_size_per_gpu=1'],
+                     tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = tmp_path / 'experiments' / 'ddp'
+    w0, w1 = torch.load(run / 'rank0.pth'), torch.load(run / 'rank1.pth')
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    state = read_checkpoint(run / 'training_states' / '4.state')
+    assert len(state['rng']) == 2 and not torch.equal(state['rng'][0]['generator'], state['rng'][1]['generator'])
+    assert 'Validation val @ iter 4' in next(run.glob('train_ddp_*.log')).read_text()
+
+    # validation gathered from two shards equals a single-process evaluation of the whole set
+    test_opt = yaml.safe_load(opt_path.read_text())
+    del test_opt['train'], test_opt['datasets']['train']
+    test_opt['val'] = {'save_img': False}
+    for world in (1, 2):
+        test_opt['path'] = {'pretrain_network_g': str(run / 'models' / 'net_g_final.pth'),
+                            'results_root': str(tmp_path / f'results{world}')}
+        (tmp_path / f'test{world}.yml').write_text(yaml.safe_dump(test_opt))
+    single = run_cli([sys.executable, '-m', 'blindsr.test', '-opt', str(tmp_path / 'test1.yml')], tmp_path)
+    double = run_cli([*torchrun, '-m', 'blindsr.test', '-opt', str(tmp_path / 'test2.yml')], tmp_path)
+    assert single.returncode == 0 and double.returncode == 0, single.stderr[-2000:] + double.stderr[-2000:]
+    one, two = (json.loads((tmp_path / f'results{w}' / 'val' / 'results.json').read_text()) for w in (1, 2))
+    assert [r['name'] for r in two['images']] == ['astronaut', 'coffee', 'immunohistochemistry']
+    for a, b in zip(one['images'], two['images']):
+        assert a['name'] == b['name'] and a['psnr'] == b['psnr'] and a['ssim'] == b['ssim']
+
+
+def test_multinode_two_agents_c10d_rendezvous(tmp_path, photo_dirs):
+    """Two torchrun agents (one process each) meet through a c10d rendezvous on 127.0.0.1 and train."""
+    opt_path = tiny_options(tmp_path, photo_dirs, 'nodes', total_iter=2)
+    port = free_port()
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', '--nproc_per_node=1',
+           '--rdzv_backend=c10d', f'--rdzv_endpoint=127.0.0.1:{port}', '--rdzv_id=blindsr-test',
+           '-m', 'blindsr.train', '-opt', str(opt_path), '--set', 'datasets.train.batch_size_per_gpu=1']
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
+    state = read_checkpoint(tmp_path / 'experiments' / 'nodes' / 'training_states' / '2.state')
+    assert state['iter'] == 2 and len(state['rng']) == 2
