@@ -54,4 +54,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    from blindsr import cli
+
+    cli.run(main)

@@ -73,4 +73,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == '__main__':
-    main()
+    from blindsr import cli
+
+    cli.run(main)

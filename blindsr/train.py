@@ -227,4 +227,6 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    main()
+    from blindsr import cli
+
+    cli.run(main)

@@ -216,3 +216,14 @@ def test_multinode_two_agents_c10d_rendezvous(tmp_path, photo_dirs):
     assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
     state = read_checkpoint(tmp_path / 'experiments' / 'nodes' / 'training_states' / '2.state')
     assert state['iter'] == 2 and len(state['rng']) == 2
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--set', 'path.pretrain_network_g=/nowhere/net.pth'], 'error: Checkpoint not found: /nowhere/net.pth'),
+    (['--set', 'network_g.type=NoSuchArch'], "network_g.type: No 'NoSuchArch' in the arch registry"),
+    (['--set', 'datasets.train.gt_size=200'], 'training image(s) are smaller than gt_size 200x200'),
+])
+def test_cli_reports_user_errors_in_one_line(tmp_path, photo_dirs, extra, message):
+    result = run_cli([sys.executable, '-m', 'blindsr.train', '-opt', str(tiny_options(tmp_path, photo_dirs)), *extra],
+                     tmp_path)
+    assert result.returncode == 2 and message in result.stderr and 'Traceback' not in result.stderr, result.stderr
