@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from blindsr import dist
 from blindsr.data.image_io import write_image
+from blindsr.degradations.resize import imresize
 from blindsr.registry import METRIC_REGISTRY, lookup
 
 
@@ -35,8 +36,6 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
     images sorted by name. With ``bicubic_baseline`` the records also hold ``bicubic_<metric>``:
     the metric of MATLAB-bicubic upsampling of the same LR image.
     """
-    from blindsr.degradations.resize import imresize
-
     records = []
     saved = 0
     bar = tqdm(loader, desc='evaluate', unit='img', disable=not progress, leave=False)

@@ -124,12 +124,14 @@ def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
 def test_sigint_saves_state_and_auto_resume_continues(tmp_path, photo_dirs):
     opt_path = tiny_options(tmp_path, photo_dirs, 'sig', total_iter=100000)
     env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
-    proc = subprocess.Popen([sys.executable, '-m', 'blindsr.train', '-opt', str(opt_path)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # with a DataLoader worker, and SIGINT sent to the whole process group as Ctrl+C does
+    proc = subprocess.Popen([sys.executable, '-m', 'blindsr.train', '-opt', str(opt_path),
+                             '--set', 'datasets.train.num_worker_per_gpu=1'], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     for line in proc.stdout:  # wait until training runs
         if '[iter' in line:
             break
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + signal.SIGINT, out
     assert 'Signal SIGINT: saving state at iteration' in out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,7 +65,10 @@ class ResumableDistributedSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
-def _seed_worker(base_seed: int, worker_id: int) -> None:
+def _init_worker(base_seed: int, worker_id: int) -> None:
+    # Ctrl+C reaches the whole process group: workers ignore it so that the main process can save a
+    # state and stop cleanly (blindsr.train) instead of finding its workers gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     random.seed(base_seed + worker_id)
     np.random.seed((base_seed + worker_id) % 2**32)
 
@@ -96,5 +100,5 @@ def build_dataloader(dataset: Dataset, opt: dict[str, Any], phase: str, seed: in
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=bool(opt.get('pin_memory', False)), drop_last=train,
                       persistent_workers=workers > 0,
-                      worker_init_fn=functools.partial(_seed_worker, seed + rank * 1000),
+                      worker_init_fn=functools.partial(_init_worker, seed + rank * 1000),
                       generator=torch.Generator().manual_seed(seed + rank))
