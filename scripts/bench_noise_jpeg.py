@@ -16,16 +16,13 @@ CUDA rows are added when a GPU is present.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
-
 import cv2
 import numpy as np
 import skimage.data
 import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
+from blindsr.benchmark import median_seconds
 from basicsr.data.degradations import add_poisson_noise_pt
 from basicsr.utils.diffjpeg import DiffJPEG
 from blindsr.degradations.jpeg import jpeg, jpeg_opencv
@@ -34,19 +31,6 @@ from blindsr.degradations.resize_modes import resize
 
 CV_CODES = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC,
             'area': cv2.INTER_AREA}
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def photo_batch(batch: int, size: int) -> torch.Tensor:
@@ -91,26 +75,24 @@ def main() -> None:
     row('OpenCV imencode/imdecode loop, cpu', median_seconds(lambda: jpeg_opencv(x_cpu, quality), reps), ref)
     devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     for dev in devices:
-        sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
         x, q = x_cpu.to(dev), quality.to(dev)
         if dev == 'cuda':
             dj = DiffJPEG(differentiable=False).to(dev)
             with torch.no_grad():
-                row('BasicSR DiffJPEG, cuda', median_seconds(lambda: dj(x, q.clone()), reps, sync), ref)
+                row('BasicSR DiffJPEG, cuda', median_seconds(lambda: dj(x, q.clone()), reps, dev), ref)
         for flavour in ('diffjpeg', 'libjpeg'):
-            seconds = median_seconds(lambda: jpeg(x, q, flavour), reps, sync)
+            seconds = median_seconds(lambda: jpeg(x, q, flavour), reps, dev)
             row(f'blindsr jpeg {flavour!r}, {dev}', seconds, ref)
 
     print('-- Poisson noise, per-sample scale, 40% gray')
     ref = row('BasicSR add_poisson_noise_pt, cpu',
               median_seconds(lambda: add_poisson_noise_pt(x_cpu, scale, gray_noise=gray.float()), reps))
     for dev in devices:
-        sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
         x, sc, gr = x_cpu.to(dev), scale.to(dev), gray.to(dev)
         if dev == 'cuda':
             row('BasicSR add_poisson_noise_pt, cuda',
-                median_seconds(lambda: add_poisson_noise_pt(x, sc, gray_noise=gr.float()), reps, sync), ref)
-        seconds = median_seconds(lambda: add_poisson_noise(x, sc, gr), reps, sync)
+                median_seconds(lambda: add_poisson_noise_pt(x, sc, gray_noise=gr.float()), reps, dev), ref)
+        seconds = median_seconds(lambda: add_poisson_noise(x, sc, gr), reps, dev)
         row(f'blindsr add_poisson_noise, {dev}', seconds, ref)
 
     images = [np.ascontiguousarray(img) for img in x_cpu.permute(0, 2, 3, 1).numpy()]
@@ -120,9 +102,8 @@ def main() -> None:
             ref = row(f'cv2.resize loop {mode}, cpu', median_seconds(
                 lambda: [cv2.resize(img, out[::-1], interpolation=code) for img in images], reps))
             for dev in devices:
-                sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
                 x = x_cpu.to(dev)
-                seconds = median_seconds(lambda: resize(x, out, mode), reps, sync)
+                seconds = median_seconds(lambda: resize(x, out, mode), reps, dev)
                 row(f'blindsr resize {mode}, {dev}', seconds, ref)
 
 

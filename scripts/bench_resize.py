@@ -8,29 +8,13 @@ called once per HWC float32 image.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
-
 import numpy as np
 import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
+from blindsr.benchmark import median_seconds
 from basicsr.utils.matlab_functions import imresize as basicsr_imresize
 from blindsr.degradations.resize import imresize
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    for _ in range(3):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -50,10 +34,9 @@ def main() -> None:
 
     devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     for device in devices:
-        sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
         for batch in (1, 16):
             x = torch.from_numpy(img).permute(2, 0, 1)[None].repeat(batch, 1, 1, 1).to(device)
-            rate = batch / median_seconds(lambda: imresize(x, args.scale), args.repeats, sync)
+            rate = batch / median_seconds(lambda: imresize(x, args.scale), args.repeats, device)
             print(f'{f"blindsr {device}, batch {batch}":<34}{rate:>12.1f}{rate / base:>11.1f}x')
 
 

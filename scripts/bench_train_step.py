@@ -11,34 +11,13 @@ against fp32, plus the time spent in the degradation alone.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 
 import blindsr  # noqa: F401
 from blindsr import dist
+from blindsr.benchmark import median_seconds
 from blindsr.options import load_options
 from blindsr.registry import MODEL_REGISTRY, lookup
-
-
-def sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, steps: int, warmup: int = 3) -> float:
-    """Median seconds per call of ``fn``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -67,12 +46,12 @@ def main() -> None:
             model.feed_data({'gt': gt})
             model.optimize_parameters(1)
 
-        seconds = timed(step, device, args.steps)
+        seconds = median_seconds(step, args.steps, device, warmup=3)
         baseline = baseline or seconds
         print(f'  train step, {amp:>4}: {seconds * 1000:8.1f} ms  {1 / seconds:7.2f} steps/s  '
               f'{baseline / seconds:5.2f}x vs fp32')
     if model.degradation is not None:
-        degrade = timed(lambda: model.degrade(gt), device, args.steps)
+        degrade = median_seconds(lambda: model.degrade(gt), args.steps, device)
         print(f'  degradation alone: {degrade * 1000:8.1f} ms ({100 * degrade / baseline:.1f}% of an fp32 step)')
 
 
