@@ -15,7 +15,7 @@ from typing import Any
 from blindsr.checkpoint import CheckpointError
 from blindsr.registry import RegistryError
 
-USER_ERRORS = (ValueError, RegistryError, CheckpointError, FileNotFoundError)  # OptionsError, ImageReadError are ValueErrors
+USER_ERRORS = (ValueError, RegistryError, CheckpointError, FileNotFoundError, FileExistsError)  # OptionsError, ImageReadError are ValueErrors
 
 
 def run(main: Callable[[list[str] | None], Any]) -> None:
