@@ -44,7 +44,7 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     model = lookup(MODEL_REGISTRY, opt['model_type'])(opt, device, dist_info)
     val_opt = opt['val']
     out = {}
-    for phase, ds_opt in opt['datasets'].items():
+    for ds_opt in opt['datasets'].values():
         name = ds_opt['name']
         dataset = lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt)
         loader = build_dataloader(dataset, ds_opt, 'test', opt['manual_seed'], dist_info.rank, dist_info.world_size)

@@ -14,7 +14,6 @@ from typing import Any
 
 import lmdb
 import numpy as np
-import torch
 from basicsr.data.transforms import mod_crop
 from torch.utils.data import Dataset
 
