@@ -94,6 +94,8 @@ def load_options(path: str | Path, overrides: Iterable[str] = (), is_train: bool
     opt = read_yaml(path)
     for item in overrides:
         apply_override(opt, item, path)
+    if isinstance(opt.get('datasets'), dict):  # --set datasets.X=null removes a dataset
+        opt['datasets'] = {k: v for k, v in opt['datasets'].items() if v is not None}
     import_plugins(opt.get('plugins') or [], path)
     opt['is_train'] = is_train
     validate(opt, path, is_train)

@@ -1,3 +1,4 @@
 """archs"""
 
 from blindsr.archs import bsrnet_arch  # noqa: F401
+from blindsr.archs import srfbn_arch  # noqa: F401
