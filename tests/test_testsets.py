@@ -68,3 +68,17 @@ def test_test_entry_point_reads_a_testset_like_on_the_fly_degradation(tmp_path, 
     assert [r['name'] for r in files['images']] == ['astronaut', 'chelsea', 'rocket']
     for key in ('psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim'):
         assert files['mean'][key] == pytest.approx(fly['mean'][key], abs=1e-3), key
+
+
+def test_real_lr_images_without_ground_truth(tmp_path, photo_dirs):
+    """Inference on a folder of LR images: SR images written, timing reported, no metrics."""
+    net = ARCH_REGISTRY.get('BSRNet')(scale=2, num_feat=8, num_block=1, num_grow_ch=4)
+    torch.save(net.state_dict(), tmp_path / 'raw.pth')
+    opt = {'name': 'real', 'model_type': 'BlindSRModel', 'scale': 2,
+           'network_g': {'type': 'BSRNet', 'scale': 2, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
+           'path': {'pretrain_network_g': str(tmp_path / 'raw.pth'), 'results_root': str(tmp_path / 'res')},
+           'datasets': {'real': {'type': 'PairedFolderDataset', 'dataroot_lq': str(photo_dirs['train'])}}}
+    (tmp_path / 'r.yml').write_text(yaml.safe_dump(opt))
+    result = test_entry.main(['-opt', str(tmp_path / 'r.yml')])['real']
+    assert set(result['mean']) == {'time_s'} and len(result['images']) == 3
+    assert read_image(tmp_path / 'res' / 'real' / 'rocket.png').shape == (192, 192, 3)
