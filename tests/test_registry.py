@@ -19,7 +19,8 @@ from blindsr.registry import (
 # entry here fails test_every_blindsr_arch_has_a_tiny_config.
 TINY = {
     'BSRNet': {s: {'scale': s, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4} for s in (2, 4)},
-    'SRFBN': {s: {'scale': s, 'num_features': 8, 'num_steps': 2, 'num_groups': 2} for s in (2, 3, 4)},
+    'SRFBN': {s: {'scale': s, 'num_features': 8, 'num_steps': 2, 'num_groups': 2,
+                  'act_type': {2: 'prelu', 3: 'relu', 4: 'lrelu'}[s]} for s in (2, 3, 4)},
     'SRFBN_S': {s: {'scale': s, 'num_features': 8} for s in (2, 3, 4)},
 }
 

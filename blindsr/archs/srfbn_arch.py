@@ -24,17 +24,31 @@ DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 _PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
 
 
+ACTIVATIONS = ('prelu', 'relu', 'lrelu')
+
+
+def _act(act_type: str) -> nn.Module:
+    """PReLU (one shared slope, initialised at 0.2), ReLU or LeakyReLU(0.2), as in the authors' code."""
+    if act_type == 'prelu':
+        return nn.PReLU(1, 0.2)
+    if act_type == 'relu':
+        return nn.ReLU(inplace=True)
+    if act_type == 'lrelu':
+        return nn.LeakyReLU(0.2, inplace=True)
+    raise ValueError(f'act_type must be one of {ACTIVATIONS}, got {act_type!r}')
+
+
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int | None = None,
-          act: bool = True) -> nn.Sequential:
-    """conv (+ PReLU with one shared slope initialised at 0.2), keys ``.0`` and ``.1``."""
+          act_type: str | None = 'prelu') -> nn.Sequential:
+    """conv (+ activation), keys ``.0`` and ``.1``."""
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2 if padding is None else padding)]
-    if act:
-        layers.append(nn.PReLU(1, 0.2))
+    if act_type:
+        layers.append(_act(act_type))
     return nn.Sequential(*layers)
 
 
-def _deconv(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding), nn.PReLU(1, 0.2))
+def _deconv(cin: int, cout: int, kernel: int, stride: int, padding: int, act_type: str = 'prelu') -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding), _act(act_type))
 
 
 class _MeanShift(nn.Conv2d):
@@ -51,16 +65,16 @@ class _MeanShift(nn.Conv2d):
 class _FeedbackBlock(nn.Module):
     """``num_groups`` up/down projection groups with dense 1x1 transitions; hidden state = last output."""
 
-    def __init__(self, num_features: int, num_groups: int, scale: int) -> None:
+    def __init__(self, num_features: int, num_groups: int, scale: int, act_type: str) -> None:
         super().__init__()
         kernel, stride, padding = _PROJECTION[scale]
-        f = num_features
-        self.compress_in = _conv(2 * f, f, 1)
-        self.upBlocks = nn.ModuleList(_deconv(f, f, kernel, stride, padding) for _ in range(num_groups))
-        self.downBlocks = nn.ModuleList(_conv(f, f, kernel, stride, padding) for _ in range(num_groups))
-        self.uptranBlocks = nn.ModuleList(_conv(f * (i + 1), f, 1) for i in range(1, num_groups))
-        self.downtranBlocks = nn.ModuleList(_conv(f * (i + 1), f, 1) for i in range(1, num_groups))
-        self.compress_out = _conv(num_groups * f, f, 1)
+        f, a = num_features, act_type
+        self.compress_in = _conv(2 * f, f, 1, act_type=a)
+        self.upBlocks = nn.ModuleList(_deconv(f, f, kernel, stride, padding, a) for _ in range(num_groups))
+        self.downBlocks = nn.ModuleList(_conv(f, f, kernel, stride, padding, a) for _ in range(num_groups))
+        self.uptranBlocks = nn.ModuleList(_conv(f * (i + 1), f, 1, act_type=a) for i in range(1, num_groups))
+        self.downtranBlocks = nn.ModuleList(_conv(f * (i + 1), f, 1, act_type=a) for i in range(1, num_groups))
+        self.compress_out = _conv(num_groups * f, f, 1, act_type=a)
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         low = [self.compress_in(torch.cat((x, hidden), 1))]
@@ -75,21 +89,25 @@ class _FeedbackBlock(nn.Module):
 
 @ARCH_REGISTRY.register()
 class SRFBN(nn.Module):
-    """SRFBN with PReLU activations and no normalisation (the released models' settings)."""
+    """SRFBN without normalisation (as released); ``act_type`` 'prelu' (the authors' choice), 'relu', 'lrelu'.
+
+    As in the authors' code, the reconstruction deconvolution ``out`` always uses PReLU.
+    """
 
     def __init__(self, scale: int = 4, in_ch: int = 3, out_ch: int = 3, num_features: int = 64,
-                 num_steps: int = 4, num_groups: int = 6, rgb_range: float = 255.0) -> None:
+                 num_steps: int = 4, num_groups: int = 6, act_type: str = 'prelu',
+                 rgb_range: float = 255.0) -> None:
         super().__init__()
         if scale not in _PROJECTION:
             raise ValueError(f'SRFBN supports scales {sorted(_PROJECTION)}, got {scale}.')
         kernel, stride, padding = _PROJECTION[scale]
         self.scale, self.num_steps, self.rgb_range = scale, num_steps, rgb_range
         self.sub_mean = _MeanShift(rgb_range, -1)
-        self.conv_in = _conv(in_ch, 4 * num_features, 3)
-        self.feat_in = _conv(4 * num_features, num_features, 1)
-        self.block = _FeedbackBlock(num_features, num_groups, scale)
+        self.conv_in = _conv(in_ch, 4 * num_features, 3, act_type=act_type)
+        self.feat_in = _conv(4 * num_features, num_features, 1, act_type=act_type)
+        self.block = _FeedbackBlock(num_features, num_groups, scale, act_type)
         self.out = _deconv(num_features, num_features, kernel, stride, padding)
-        self.conv_out = _conv(num_features, out_ch, 3, act=False)
+        self.conv_out = _conv(num_features, out_ch, 3, act_type=None)
         self.add_mean = _MeanShift(rgb_range, 1)
 
     def forward(self, x: torch.Tensor, all_steps: bool = False) -> torch.Tensor | list[torch.Tensor]:
@@ -104,7 +122,7 @@ class SRFBN(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class SRFBN_S(SRFBN):  # noqa: N801  (the published name)
+class SRFBN_S(SRFBN):  # the published name
     """SRFBN-S: 32 features, 4 steps, 3 groups (483K parameters at x4)."""
 
     def __init__(self, scale: int = 4, num_features: int = 32, num_steps: int = 4, num_groups: int = 3,
