@@ -28,3 +28,18 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device 
         synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def photo_batch(batch: int, size: int) -> torch.Tensor:
+    """``batch`` real-photo crops (astronaut / coffee / rocket, all >= 400 px) as (B, 3, size, size) in [0, 1]."""
+    import numpy as np
+    import skimage.data
+
+    photos = [getattr(skimage.data, n)()[..., :3] for n in ('astronaut', 'coffee', 'rocket')]
+    crops = []
+    for i in range(batch):
+        img = photos[i % 3]
+        top = (i * 37) % (img.shape[0] - size + 1)
+        left = (i * 53) % (img.shape[1] - size + 1)
+        crops.append(img[top:top + size, left:left + size])
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).contiguous()

@@ -33,13 +33,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import skimage.data
 import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
 from basicsr.utils.img_process_util import USMSharp, filter2D
-from blindsr.benchmark import median_seconds
+from blindsr.benchmark import median_seconds, photo_batch
 from blindsr.degradations import kernels as K
 from blindsr.degradations.blur import blur
 from blindsr.degradations.sharpen import usm_sharp
@@ -82,18 +81,6 @@ def gated_seconds(fn: Callable[[], object], repeats: int, device: torch.device,
         (clean if _others_cpu() - before <= 0.05 * took + 0.03 else busy).append(took)
     ok = len(clean) >= repeats
     return statistics.median(clean if ok else clean + busy), ok
-
-
-def photo_batch(batch: int, size: int) -> torch.Tensor:
-    """``batch`` crops of astronaut / coffee / rocket (all >= 400 px) as (B, 3, size, size) in [0, 1]."""
-    photos = [getattr(skimage.data, n)()[..., :3] for n in ('astronaut', 'coffee', 'rocket')]
-    crops = []
-    for i in range(batch):
-        img = photos[i % 3]
-        top = (i * 37) % (img.shape[0] - size + 1)
-        left = (i * 53) % (img.shape[1] - size + 1)
-        crops.append(img[top:top + size, left:left + size])
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).contiguous()
 
 
 def basicsr_kernels(batch: int) -> torch.Tensor:

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import cv2
 import numpy as np
-import skimage.data
 import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
-from blindsr.benchmark import median_seconds
+from blindsr.benchmark import median_seconds, photo_batch
 from basicsr.data.degradations import add_poisson_noise_pt
 from basicsr.utils.diffjpeg import DiffJPEG
 from blindsr.degradations.jpeg import jpeg, jpeg_opencv
@@ -31,18 +30,6 @@ from blindsr.degradations.resize_modes import resize
 
 CV_CODES = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC,
             'area': cv2.INTER_AREA}
-
-
-def photo_batch(batch: int, size: int) -> torch.Tensor:
-    """``batch`` crops of astronaut / coffee / chelsea as (B, 3, size, size) float32 in [0, 1]."""
-    photos = [getattr(skimage.data, n)()[..., :3] for n in ('astronaut', 'coffee', 'chelsea')]
-    crops = []
-    for i in range(batch):
-        img = photos[i % 3]
-        top = (i * 37) % (img.shape[0] - size + 1)
-        left = (i * 53) % (img.shape[1] - size + 1)
-        crops.append(img[top:top + size, left:left + size])
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).contiguous()
 
 
 def main() -> None:
