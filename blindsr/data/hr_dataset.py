@@ -79,6 +79,9 @@ class HRImageDataset(Dataset):
             self._check_sizes(sizes)
         degradation = opt.get('degradation')
         self.degradation = build(DEGRADATION_REGISTRY, degradation, scale=self.scale) if degradation else None
+        if getattr(self.degradation, 'pool_size', 0):
+            raise ValueError('the training-pair pool (pool_size) mixes samples across batches; it runs in the '
+                             "model's feed_data only: move 'degradation' to the top level of the options")
         self.seed = int(opt.get('seed', 0))
         self.envs: dict[str, lmdb.Environment] = {}  # opened lazily by the process that reads
         self.envs_pid = -1
@@ -130,6 +133,8 @@ class HRImageDataset(Dataset):
             generator = torch_generator(rng)
             lq, params = self.degradation(gt[None], generator)
             item['lq'] = lq[0]
+            if 'gt' in params:  # the pipeline cropped or sharpened the target
+                item['gt'] = params.pop('gt')[0]
             item['params'] = {name: value[0] for name, value in params.items()}
         return item
 

@@ -8,4 +8,4 @@ device and ``generator`` a ``torch.Generator`` on that device (or None for the g
 ``params`` maps names to per-sample tensors of length B (the sampled kernel, sigma, noise ...).
 """
 
-from blindsr.degradations import bicubic, resize  # noqa: F401  (registration)
+from blindsr.degradations import bicubic, bsrgan, classic, realesrgan, resize  # noqa: F401  (registration)

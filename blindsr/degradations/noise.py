@@ -38,16 +38,21 @@ BSRGAN / BSRGAN+ (KAIR ``utils/utils_blindsr.py``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 __all__ = [
     'sample_gaussian_noise', 'add_gaussian_noise', 'sample_poisson_noise', 'add_poisson_noise',
     'sample_bsrgan_gaussian_noise', 'add_bsrgan_gaussian_noise', 'add_speckle_noise',
-    'sample_bsrgan_poisson_noise', 'add_bsrgan_poisson_noise', 'COLOUR', 'GRAY', 'CORRELATED',
+    'sample_bsrgan_poisson_noise', 'add_bsrgan_poisson_noise', 'COLOUR', 'GRAY', 'CORRELATED', 'randn', 'poisson',
 ]
 
 Scalar = Tensor | float | bool
+#: One generator for the batch, or one per sample (a sample's noise then does not depend on the rest
+#: of the batch: what the pipelines use, so batched and per-sample runs agree).
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 _TORCHVISION_GRAY = (0.2989, 0.587, 0.114)
 _KAIR_GRAY = (0.299, 0.587, 0.114)
@@ -75,6 +80,21 @@ def _finish(out: Tensor, clip: bool, rounds: bool) -> Tensor:
     return out.clamp(0, 1) if clip else out
 
 
+def randn(shape: torch.Size | tuple[int, ...], generator: Generators, device: torch.device,
+          dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal noise of ``shape`` (B, ...) from one generator or one per sample."""
+    if isinstance(generator, Sequence):
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device, dtype=dtype) for g in generator])
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
+def poisson(rates: Tensor, generator: Generators) -> Tensor:
+    """``torch.poisson(rates)`` from one generator or one per sample."""
+    if isinstance(generator, Sequence):
+        return torch.stack([torch.poisson(r, generator=g) for r, g in zip(rates, generator)])
+    return torch.poisson(rates, generator=generator)
+
+
 def _round8(x: Tensor) -> Tensor:
     return (x * 255.0).round().clamp(0, 255) / 255.0
 
@@ -99,10 +119,10 @@ def sample_gaussian_noise(batch: int, sigma_range: tuple[float, float] = (1.0, 3
 
 
 def add_gaussian_noise(x: Tensor, sigma: Scalar, gray: Scalar = False,
-                       generator: torch.Generator | None = None, clip: bool = True,
+                       generator: Generators = None, clip: bool = True,
                        rounds: bool = False) -> Tensor:
     """``x + N(0, 1) * sigma / 255``, one noise field for all channels where ``gray``."""
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z = randn(x.shape, generator, x.device, x.dtype)
     z = torch.where(_per_sample(gray, x, torch.bool), z[:, :1], z)
     return _finish(x + z * _per_sample(sigma, x) / 255.0, clip, rounds)
 
@@ -126,7 +146,7 @@ def _levels_power_of_two(q: Tensor) -> Tensor:
 
 
 def add_poisson_noise(x: Tensor, scale: Scalar, gray: Scalar = False,
-                      generator: torch.Generator | None = None, clip: bool = True,
+                      generator: Generators = None, clip: bool = True,
                       rounds: bool = False) -> Tensor:
     """Real-ESRGAN's Poisson noise (``add_poisson_noise_pt``) with per-sample ``scale`` and ``gray``.
 
@@ -137,7 +157,7 @@ def add_poisson_noise(x: Tensor, scale: Scalar, gray: Scalar = False,
     gray_q = _round8(_gray(x, _TORCHVISION_GRAY))
     q = torch.where(gray, gray_q, colour_q)
     vals = torch.where(gray, _levels_power_of_two(gray_q), _levels_power_of_two(colour_q))
-    noise = torch.poisson(q * vals, generator=generator) / vals - q
+    noise = poisson(q * vals, generator) / vals - q
     noise = torch.where(gray, noise[:, :1], noise)
     return _finish(x + noise * _per_sample(scale, x), clip, rounds)
 
@@ -173,18 +193,18 @@ def sample_bsrgan_gaussian_noise(batch: int, level_range: tuple[int, int] = (2, 
     return {'level': level, 'branch': branch, 'mix': mix.float()}
 
 
-def _mixed_normal(x: Tensor, mix: Tensor, generator: torch.Generator | None) -> Tensor:
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def _mixed_normal(x: Tensor, mix: Tensor, generator: Generators) -> Tensor:
+    z = randn(x.shape, generator, x.device, x.dtype)
     b, c, h, w = x.shape
     return (mix.to(x.dtype) @ z.reshape(b, c, h * w)).reshape(b, c, h, w)
 
 
-def add_bsrgan_gaussian_noise(x: Tensor, mix: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def add_bsrgan_gaussian_noise(x: Tensor, mix: Tensor, generator: Generators = None) -> Tensor:
     """KAIR's ``add_Gaussian_noise`` for a 3-channel batch: ``clip(x + mix @ z)``, ``mix`` (B, 3, 3)."""
     return (x + _mixed_normal(x, mix, generator)).clamp(0, 1)
 
 
-def add_speckle_noise(x: Tensor, mix: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def add_speckle_noise(x: Tensor, mix: Tensor, generator: Generators = None) -> Tensor:
     """KAIR's ``add_speckle_noise``: ``clip(x + x * (mix @ z))`` with ``x`` clipped first."""
     x = x.clamp(0, 1)
     return (x + x * _mixed_normal(x, mix, generator)).clamp(0, 1)
@@ -200,12 +220,12 @@ def sample_bsrgan_poisson_noise(batch: int, generator: torch.Generator | None = 
 
 
 def add_bsrgan_poisson_noise(x: Tensor, vals: Scalar, gray: Scalar = False,
-                             generator: torch.Generator | None = None) -> Tensor:
+                             generator: Generators = None) -> Tensor:
     """KAIR's ``add_Poisson_noise`` for a 3-channel batch, per-sample ``vals`` and ``gray``."""
     gray = _per_sample(gray, x, torch.bool).expand(x.shape[0], 1, 1, 1)
     vals = _per_sample(vals, x)
     q = _round8(x)
     gray_q = _round8(_gray(q, _KAIR_GRAY))
-    draw = torch.poisson(torch.where(gray, gray_q, q) * vals, generator=generator) / vals
+    draw = poisson(torch.where(gray, gray_q, q) * vals, generator) / vals
     return torch.where(gray, q + (draw[:, :1] - gray_q), draw).clamp(0, 1)
 

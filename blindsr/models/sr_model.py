@@ -43,15 +43,39 @@ class BlindSRModel(BaseModel):
         lq, self.degradation_params = self.degradation(gt, generator if generator is not None else self.generator)
         return lq
 
+    def feed_data(self, batch: dict) -> None:
+        self.gt = batch['gt'].to(self.device, non_blocking=True)
+        if 'lq' in batch:
+            self.lq = batch['lq'].to(self.device, non_blocking=True)
+        else:
+            self.lq = self.degrade(self.gt)
+            # a pipeline that crops, sharpens or pools returns the target that goes with its LR
+            self.gt = self.degradation_params.pop('gt', self.gt)
+
+    # a stateful pipeline (Real-ESRGAN's training-pair pool) is saved and restored with the RNG streams
+    def _rng_state(self) -> dict:
+        state = super()._rng_state()
+        if hasattr(self.degradation, 'state_dict'):
+            state['degradation'] = self.degradation.state_dict()
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        super()._set_rng_state(state)
+        if hasattr(self.degradation, 'load_state_dict'):
+            self.degradation.load_state_dict(state.get('degradation', {}))
+
     def degrade_for_eval(self, gt: torch.Tensor, name: str) -> torch.Tensor:
         """Degrade a validation image reproducibly: the generator is seeded by the image name."""
         generator = torch.Generator(device=self.device)
         generator.manual_seed(zlib.crc32(name.encode()) + self.opt.get('manual_seed', 0))
-        return self.degrade(gt, generator)
-
-    def feed_data(self, batch: dict) -> None:
-        self.gt = batch['gt'].to(self.device, non_blocking=True)
-        self.lq = batch['lq'].to(self.device, non_blocking=True) if 'lq' in batch else self.degrade(self.gt)
+        training = getattr(self.degradation, 'training', None)
+        if training is not None:
+            self.degradation.training = False  # whole images: no training crops, no pair pool
+        try:
+            return self.degrade(gt, generator)
+        finally:
+            if training is not None:
+                self.degradation.training = training
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
         with self.autocast():

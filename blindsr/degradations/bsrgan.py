@@ -1,0 +1,362 @@
+"""BSRGAN's practical degradation model (``bsrgan``) and its BSRGAN+ variant (``bsrgan_plus``).
+
+Every probability, range and ordering rule of KAIR's ``utils/utils_blindsr.py``
+(``degradation_bsrgan`` / ``degradation_bsrgan_plus``; shared/reference/seed-implementations.md §6.2),
+drawn per sample, run batched in torch on the device:
+
+- ``bsrgan`` (x2, x3, x4): with x4, probability 0.25 of a first halving (cv2 resize with a random
+  linear / cubic / area interpolation, or MATLAB bicubic, 1/2 each), after which the remaining factor
+  is 2. Seven ops in a uniformly shuffled order, downsample2 always before downsample3: two blurs
+  (1/2 anisotropic Gaussian with variances ``(4 + sf) U`` and theta ``pi U``, else isotropic with std
+  ``(2 + 0.2 sf) U``; sizes ``2 randint(2, 11) + 3``; true convolution, mirror borders),
+  downsample2 (p 0.75 a cv2 resize by ``1 / U[1, 2 sf]``, else a 25 x 25 Gaussian of std
+  ``U[0.1, 0.6 sf]`` shifted ``(sf - 1) / 2`` px up-left and ``[0::sf]`` subsampling), downsample3
+  (cv2 resize to the size before downsample2 divided by sf: the LR is always HR / scale), Gaussian
+  noise (colour / gray / channel-correlated, level ``randint(2, 25)``), JPEG with probability 0.9,
+  and the camera-ISP op (never: KAIR passes no ISP model). Then a final JPEG, quality
+  ``randint(30, 95)``.
+- ``bsrgan_plus``: optional USM sharpening of the input (which becomes the target), 13 ops (blur,
+  resize, Gaussian noise, Poisson p 0.1, speckle p 0.1, ISP, JPEG, blur, resize, Gaussian noise,
+  Poisson, speckle, ISP) fully shuffled with probability ``shuffle_prob``, else in order with ops 2-5
+  and 9-12 shuffled among themselves; a final cv2 resize to HR / scale and a final JPEG.
+
+How blindsr runs it: each sample's plan (op order and every parameter) is drawn from its own seed
+(:class:`~blindsr.degradations.pipeline.Streams`); then the plans advance one op per round, and the
+samples whose next op and current size agree are processed together as one batch (kernels built
+batched, blur as a grouped convolution or FFT, resizes as batched matrix products). The cv2 resizes are
+reproduced exactly (:mod:`~blindsr.degradations.resize_modes`). JPEG is the ``'libjpeg'`` flavour of
+:func:`~blindsr.degradations.jpeg.jpeg` by default (batched torch; ~50 dB from OpenCV's encoder, see
+that module) or ``jpeg: opencv`` for OpenCV's own codec on the CPU, as KAIR calls it.
+
+Differences from KAIR, by design: KAIR degrades an H_size crop and then crops an aligned
+``lq_patchsize`` patch from the LR; here the dataset crops the HR patch and the whole patch is degraded,
+unless ``lq_patchsize`` is given (then the aligned crop is made here and returned as ``params['gt']``).
+No ISP model is available, as in KAIR's training.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from blindsr.degradations.blur import blur
+from blindsr.degradations.jpeg import jpeg, jpeg_opencv
+from blindsr.degradations.kernels import gaussian_kernels, shift_kernels
+from blindsr.degradations.noise import (add_bsrgan_gaussian_noise, add_bsrgan_poisson_noise, add_speckle_noise,
+                                        sample_bsrgan_gaussian_noise, sample_bsrgan_poisson_noise)
+from blindsr.degradations.pipeline import Pipeline, Streams
+from blindsr.degradations.resize import imresize
+from blindsr.degradations.resize_modes import resize
+from blindsr.degradations.sharpen import usm_sharp
+from blindsr.registry import DEGRADATION_REGISTRY
+
+__all__ = ['BSRGANDegradation', 'BSRGANPlusDegradation', 'Step', 'run_plans']
+
+CV2_MODES = ('bilinear', 'bicubic', 'area')  # KAIR's random.choice([1, 2, 3])
+_BLUR_SIZE = 25  # largest kernel of the model (add_blur: 7..25; downsample2: 25)
+
+
+@dataclass
+class Step:
+    """One op of one sample's plan: ``op`` names the function, ``key`` what must agree for samples to
+    share a batch (besides the image size), ``values`` the sample's parameters, recorded under
+    ``name`` in the returned params."""
+    op: str
+    name: str
+    key: tuple = ()
+    values: dict = field(default_factory=dict)
+
+
+class _Draw:
+    """Python-``random``-style draws from one sample's CPU generator."""
+
+    def __init__(self, generator: torch.Generator):
+        self.g = generator
+
+    def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
+        return low + (high - low) * torch.rand(1, generator=self.g, dtype=torch.float64).item()
+
+    def randint(self, low: int, high: int) -> int:  # inclusive, as random.randint
+        return int(torch.randint(low, high + 1, (1,), generator=self.g).item())
+
+    def choice(self, options: tuple):
+        return options[self.randint(0, len(options) - 1)]
+
+    def permutation(self, values: list[int]) -> list[int]:
+        return [values[i] for i in torch.randperm(len(values), generator=self.g).tolist()]
+
+
+def _blur_step(d: _Draw, sf: int, name: str) -> Step:
+    """KAIR ``add_blur``: kernel parameters as covariance eigenvalues (variances), size, theta."""
+    if d.uniform() < 0.5:
+        l1, l2 = (4.0 + sf) * d.uniform(), (4.0 + sf) * d.uniform()
+        size = 2 * d.randint(2, 11) + 3
+        theta = d.uniform() * torch.pi
+        values = {'var_x': l1, 'var_y': l2, 'theta': theta, 'size': size, 'isotropic': 0}
+    else:
+        size = 2 * d.randint(2, 11) + 3
+        sigma = (2.0 + 0.2 * sf) * d.uniform()
+        values = {'var_x': sigma ** 2, 'var_y': sigma ** 2, 'theta': 0.0, 'size': size, 'isotropic': 1}
+    return Step('blur', name, (), values)
+
+
+def _resize_step(d: _Draw, name: str, size: tuple[int, int], clip: bool = True) -> Step:
+    mode = d.choice(CV2_MODES)
+    return Step('resize', name, (size, clip), {'mode': CV2_MODES.index(mode), 'out_h': size[0], 'out_w': size[1]})
+
+
+def _noise_step(d: _Draw, name: str, speckle: bool = False) -> Step:
+    draw = sample_bsrgan_gaussian_noise(1, generator=d.g)
+    return Step('speckle' if speckle else 'noise', name, (), {k: v[0] for k, v in draw.items()})
+
+
+def _jpeg_step(d: _Draw, name: str) -> Step:
+    return Step('jpeg', name, (), {'quality': d.randint(30, 95)})
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def _stack(steps: list[Step], name: str, device: torch.device, dtype=torch.float64) -> Tensor:
+    return torch.tensor([s.values[name] for s in steps], dtype=dtype).to(device)
+
+
+def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generator], jpeg_flavour: str) -> Tensor:
+    """Run one op on a group ``x`` (n, 3, h, w) whose samples have the plans' ``steps``."""
+    dev = x.device
+    if op == 'blur':
+        kernels = gaussian_kernels(_BLUR_SIZE, _stack(steps, 'var_x', dev), _stack(steps, 'var_y', dev),
+                                   _stack(steps, 'theta', dev), 'variance',
+                                   support=_stack(steps, 'size', dev), dtype=x.dtype)
+        return blur(x, kernels, 'reflect', flip=True)
+    if op == 'shifted_down':
+        sf = steps[0].key[0]
+        sigma = _stack(steps, 'sigma', dev)
+        kernels = shift_kernels(gaussian_kernels(_BLUR_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
+        return blur(x, kernels.to(x.dtype), 'reflect', flip=True)[..., 0::sf, 0::sf].clamp(0, 1)
+    if op == 'resize':
+        size, clip = steps[0].key
+        out = resize(x, size, [CV2_MODES[s.values['mode']] for s in steps])
+        return out.clamp(0, 1) if clip else out
+    if op == 'matlab_half':
+        return imresize(x, 0.5).clamp(0, 1)
+    if op in ('noise', 'speckle'):
+        mix = torch.stack([s.values['mix'] for s in steps]).to(dev)
+        add = add_speckle_noise if op == 'speckle' else add_bsrgan_gaussian_noise
+        return add(x, mix, noise_gens)
+    if op == 'poisson':
+        gray = torch.tensor([bool(s.values['gray']) for s in steps], device=dev)
+        return add_bsrgan_poisson_noise(x, _stack(steps, 'vals', dev, x.dtype), gray, noise_gens)
+    if op == 'jpeg':
+        quality = _stack(steps, 'quality', dev, torch.float32)
+        return jpeg_opencv(x, quality) if jpeg_flavour == 'opencv' else jpeg(x, quality, jpeg_flavour)
+    raise ValueError(f'unknown BSRGAN op {op!r}')
+
+
+def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Generator],
+              jpeg_flavour: str = 'libjpeg') -> list[Tensor]:
+    """Execute per-sample plans on ``hr`` (B, 3, H, W): one op per sample per round, samples with the
+    same op, key and current size batched together. Returns the per-sample results (1, 3, h, w)."""
+    images = list(hr.split(1))
+    cursor = [0] * len(plans)
+    while True:
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, plan in enumerate(plans):
+            if cursor[i] < len(plan):
+                step = plan[cursor[i]]
+                groups[(step.op, step.key, tuple(images[i].shape))].append(i)
+        if not groups:
+            return images
+        for (op, _, _), members in groups.items():
+            x = torch.cat([images[i] for i in members])
+            out = _apply(op, x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
+                         jpeg_flavour)
+            for i, y in zip(members, out.split(1)):
+                images[i] = y
+                cursor[i] += 1
+
+
+def _record(plans: list[list[Step]], device: torch.device) -> dict[str, Tensor]:
+    """Per-sample tensors ``<step name>_<value>`` (NaN where a sample's plan has no such step) and
+    ``order`` (the op names' indices, as planned)."""
+    names = sorted({(s.name, k) for plan in plans for s in plan for k in s.values})
+    out = {}
+    for name, value in names:
+        rows = []
+        for plan in plans:
+            found = [s.values[value] for s in plan if s.name == name and value in s.values]
+            rows.append(torch.as_tensor(found[0], dtype=torch.float32) if found else None)
+        shape = next(r for r in rows if r is not None).shape
+        rows = [r if r is not None else torch.full(shape, float('nan')) for r in rows]
+        out[f'{name}_{value}'] = torch.stack(rows).to(device)
+    return out
+
+
+class _KAIRPipeline(Pipeline):
+    """Shared by ``bsrgan`` and ``bsrgan_plus``: options, plan execution, the aligned crop."""
+
+    ops = 0  # number of shuffled ops (recorded as ``params['order']``)
+
+    def __init__(self, scale: int, jpeg: str = 'libjpeg', lq_patchsize: int | None = None):
+        super().__init__(scale)
+        if jpeg not in ('libjpeg', 'diffjpeg', 'opencv'):
+            raise ValueError(f"jpeg must be 'libjpeg', 'diffjpeg' or 'opencv', got {jpeg!r}")
+        self.jpeg = jpeg
+        self.lq_patchsize = lq_patchsize
+
+    def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
+        """The sample's op order and steps for an (h, w) input."""
+        raise NotImplementedError
+
+    def target(self, hr: Tensor) -> Tensor:
+        """The image the LR is made from and trained against (BSRGAN+ may sharpen it)."""
+        return hr
+
+    def degrade(self, hr: Tensor, seeds: list[int]) -> tuple[Tensor, dict]:
+        h, w = hr.shape[-2:]
+        sf, patch = self.scale, self.lq_patchsize
+        if h % sf or w % sf:
+            raise ValueError(f'HR size {h}x{w} is not a multiple of scale {sf}; mod-crop the HR images first')
+        if patch and (h < patch * sf or w < patch * sf):
+            raise ValueError(f'HR size {h}x{w} is smaller than lq_patchsize {patch} x scale {sf}')
+        streams = Streams(seeds, hr.device)
+        draws = [_Draw(g) for g in streams.params]
+        orders, plans = zip(*(self.plan(d, h, w) for d in draws))
+        gt = self.target(hr)
+        lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
+        params = _record(list(plans), hr.device)
+        params['order'] = torch.tensor(orders, device=hr.device)
+        if patch and self.training:
+            tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
+            lefts = [d.randint(0, lr.shape[-1] - patch) for d in draws]
+            lr = torch.stack([lr[i, :, t:t + patch, l:l + patch] for i, (t, l) in enumerate(zip(tops, lefts))])
+            gt = torch.stack([gt[i, :, t * sf:(t + patch) * sf, l * sf:(l + patch) * sf]
+                              for i, (t, l) in enumerate(zip(tops, lefts))])
+            params['crop_top'] = torch.tensor(tops, device=hr.device)
+            params['crop_left'] = torch.tensor(lefts, device=hr.device)
+        if gt is not hr:
+            params['gt'] = gt
+        return lr, params
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(scale={self.scale}, jpeg={self.jpeg!r}, lq_patchsize={self.lq_patchsize})'
+
+
+class BSRGANDegradation(_KAIRPipeline):
+    """Registered as ``bsrgan``: KAIR's ``degradation_bsrgan`` (see the module docstring).
+
+    Args:
+        scale: 2, 3 or 4 (the optional first halving only exists for 4).
+        jpeg: ``'libjpeg'`` (default, batched torch), ``'opencv'`` (KAIR's codec, CPU) or ``'diffjpeg'``.
+        lq_patchsize: crop an aligned LR patch of this size after degrading (KAIR's last step).
+    """
+
+    ops = 7
+
+    def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
+        sf, steps, size = self.scale, [], (h, w)
+        if sf == 4 and d.uniform() < 0.25:  # downsample1
+            size = (int(1 / 2 * h), int(1 / 2 * w))
+            if d.uniform() < 0.5:
+                steps.append(_resize_step(d, 'down1', size))
+            else:
+                steps.append(Step('matlab_half', 'down1', (), {'mode': -1}))
+            sf = 2
+        order = d.permutation(list(range(7)))
+        i2, i3 = order.index(2), order.index(3)
+        if i2 > i3:
+            order[i2], order[i3] = 3, 2
+        before_down2 = size
+        for op in order:
+            if op in (0, 1):
+                steps.append(_blur_step(d, sf, f'blur{op}'))
+            elif op == 2:
+                before_down2 = size
+                if d.uniform() < 0.75:
+                    sf1 = d.uniform(1, 2 * sf)
+                    size = (int(1 / sf1 * size[0]), int(1 / sf1 * size[1]))
+                    steps.append(_resize_step(d, 'down2', size))
+                    steps[-1].values['factor'] = sf1
+                else:
+                    steps.append(Step('shifted_down', 'down2', (sf,), {'sigma': d.uniform(0.1, 0.6 * sf)}))
+                    size = (-(-size[0] // sf), -(-size[1] // sf))
+            elif op == 3:
+                size = (int(1 / sf * before_down2[0]), int(1 / sf * before_down2[1]))
+                steps.append(_resize_step(d, 'down3', size))
+            elif op == 4:
+                steps.append(_noise_step(d, 'noise'))
+            elif op == 5 and d.uniform() < 0.9:
+                steps.append(_jpeg_step(d, 'jpeg'))
+            # op 6, the camera ISP model: KAIR trains without one, so it never runs
+            if min(size) < 1:
+                raise ValueError(f'HR {h}x{w} is too small for the BSRGAN model at scale {self.scale}')
+        steps.append(_jpeg_step(d, 'jpeg_final'))
+        return order, steps
+
+
+class BSRGANPlusDegradation(_KAIRPipeline):
+    """Registered as ``bsrgan_plus``: KAIR's ``degradation_bsrgan_plus`` (see the module docstring).
+
+    Args:
+        scale, jpeg, lq_patchsize: as :class:`BSRGANDegradation`.
+        shuffle_prob: probability of a full shuffle (KAIR's training JSON 0.1; function default 0.5).
+        use_sharp: USM-sharpen the HR first; it becomes the target (``params['gt']``). KAIR's
+            training JSON: False.
+    """
+
+    ops = 13
+
+    def __init__(self, scale: int, jpeg: str = 'libjpeg', lq_patchsize: int | None = None,
+                 shuffle_prob: float = 0.1, use_sharp: bool = False):
+        super().__init__(scale, jpeg, lq_patchsize)
+        self.shuffle_prob = float(shuffle_prob)
+        self.use_sharp = bool(use_sharp)
+
+    def target(self, hr: Tensor) -> Tensor:
+        return usm_sharp(hr) if self.use_sharp else hr
+
+    def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
+        sf, steps, size = self.scale, [], (h, w)
+        if d.uniform() < self.shuffle_prob:
+            order = d.permutation(list(range(13)))
+        else:
+            order = list(range(13))
+            order[2:6] = d.permutation(order[2:6])
+            order[9:13] = d.permutation(order[9:13])
+        for op in order:
+            half = 'a' if op < 7 else 'b'
+            kind = op if op < 7 else op - 7  # 7..12 repeat 0..5: blur, resize, noise, Poisson, speckle, ISP
+            if kind == 0:
+                steps.append(_blur_step(d, sf, f'blur_{half}'))
+            elif kind == 1:  # add_resize
+                r = d.uniform()
+                factor = d.uniform(1, 2) if r > 0.8 else d.uniform(0.5 / sf, 1) if r < 0.7 else 1.0
+                size = (int(factor * size[0]), int(factor * size[1]))
+                steps.append(_resize_step(d, f'resize_{half}', size))
+                steps[-1].values['factor'] = factor
+            elif kind == 2:
+                steps.append(_noise_step(d, f'noise_{half}'))
+            elif kind == 3 and d.uniform() < 0.1:
+                draw = sample_bsrgan_poisson_noise(1, generator=d.g)
+                steps.append(Step('poisson', f'poisson_{half}', (), {k: v[0] for k, v in draw.items()}))
+            elif kind == 4 and d.uniform() < 0.1:
+                steps.append(_noise_step(d, f'speckle_{half}', speckle=True))
+            elif op == 6:
+                steps.append(_jpeg_step(d, 'jpeg'))
+            # ISP ops (5, 12): no camera model, as in KAIR's training
+            if min(size) < 1:
+                raise ValueError(f'HR {h}x{w} is too small for the BSRGAN+ model at scale {sf}')
+        steps.append(_resize_step(d, 'resize_final', (int(1 / sf * h), int(1 / sf * w))))
+        steps.append(_jpeg_step(d, 'jpeg_final'))
+        return order, steps
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(scale={self.scale}, jpeg={self.jpeg!r}, lq_patchsize={self.lq_patchsize}, '
+                f'shuffle_prob={self.shuffle_prob}, use_sharp={self.use_sharp})')
+
+
+DEGRADATION_REGISTRY._do_register('bsrgan', BSRGANDegradation)
+DEGRADATION_REGISTRY._do_register('bsrgan_plus', BSRGANPlusDegradation)
