@@ -179,26 +179,31 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
                 cursor[i] += 1
 
 
-def _record(plans: list[list[Step]], device: torch.device) -> dict[str, Tensor]:
-    """Per-sample tensors ``<step name>_<value>`` (NaN where a sample's plan has no such step) and
-    ``order`` (the op names' indices, as planned)."""
-    names = sorted({(s.name, k) for plan in plans for s in plan for k in s.values})
+BLUR = ('var_x', 'var_y', 'theta', 'size', 'isotropic')
+RESIZE = ('mode', 'out_h', 'out_w')
+NOISE = ('level', 'branch', 'mix')
+
+
+def _record(plans: list[list[Step]], schema: dict[str, tuple[str, ...]], device: torch.device) -> dict[str, Tensor]:
+    """Per-sample tensors ``<step name>_<value>`` for every entry of the pipeline's ``schema`` (the same
+    keys whatever was drawn, so per-sample results collate); NaN where a sample's plan has no such step."""
     out = {}
-    for name, value in names:
-        rows = []
-        for plan in plans:
-            found = [s.values[value] for s in plan if s.name == name and value in s.values]
-            rows.append(torch.as_tensor(found[0], dtype=torch.float32) if found else None)
-        shape = next(r for r in rows if r is not None).shape
-        rows = [r if r is not None else torch.full(shape, float('nan')) for r in rows]
-        out[f'{name}_{value}'] = torch.stack(rows).to(device)
+    for name, fields in schema.items():
+        for value in fields:
+            shape = (3, 3) if value == 'mix' else ()
+            rows = []
+            for plan in plans:
+                found = [s.values[value] for s in plan if s.name == name and value in s.values]
+                rows.append(torch.as_tensor(found[0], dtype=torch.float32) if found
+                            else torch.full(shape, float('nan')))
+            out[f'{name}_{value}'] = torch.stack(rows).to(device)
     return out
 
 
 class _KAIRPipeline(Pipeline):
     """Shared by ``bsrgan`` and ``bsrgan_plus``: options, plan execution, the aligned crop."""
 
-    ops = 0  # number of shuffled ops (recorded as ``params['order']``)
+    schema: dict[str, tuple[str, ...]] = {}  # recorded step names and their values
 
     def __init__(self, scale: int, jpeg: str = 'libjpeg', lq_patchsize: int | None = None):
         super().__init__(scale)
@@ -227,7 +232,7 @@ class _KAIRPipeline(Pipeline):
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
         gt = self.target(hr)
         lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
-        params = _record(list(plans), hr.device)
+        params = _record(list(plans), self.schema, hr.device)
         params['order'] = torch.tensor(orders, device=hr.device)
         if patch and self.training:
             tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
@@ -254,7 +259,8 @@ class BSRGANDegradation(_KAIRPipeline):
         lq_patchsize: crop an aligned LR patch of this size after degrading (KAIR's last step).
     """
 
-    ops = 7
+    schema = {'down1': RESIZE, 'blur0': BLUR, 'blur1': BLUR, 'down2': RESIZE + ('factor', 'sigma'), 'down3': RESIZE,
+              'noise': NOISE, 'jpeg': ('quality',), 'jpeg_final': ('quality',)}
 
     def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
         sf, steps, size = self.scale, [], (h, w)
@@ -263,7 +269,7 @@ class BSRGANDegradation(_KAIRPipeline):
             if d.uniform() < 0.5:
                 steps.append(_resize_step(d, 'down1', size))
             else:
-                steps.append(Step('matlab_half', 'down1', (), {'mode': -1}))
+                steps.append(Step('matlab_half', 'down1', (), {'mode': -1, 'out_h': size[0], 'out_w': size[1]}))
             sf = 2
         order = d.permutation(list(range(7)))
         i2, i3 = order.index(2), order.index(3)
@@ -307,7 +313,9 @@ class BSRGANPlusDegradation(_KAIRPipeline):
             training JSON: False.
     """
 
-    ops = 13
+    schema = {**{f'{op}_{half}': fields for half in 'ab' for op, fields in (
+        ('blur', BLUR), ('resize', RESIZE + ('factor',)), ('noise', NOISE), ('poisson', ('vals', 'gray')),
+        ('speckle', NOISE))}, 'jpeg': ('quality',), 'resize_final': RESIZE, 'jpeg_final': ('quality',)}
 
     def __init__(self, scale: int, jpeg: str = 'libjpeg', lq_patchsize: int | None = None,
                  shuffle_prob: float = 0.1, use_sharp: bool = False):
