@@ -19,7 +19,7 @@ from blindsr import test as test_entry
 from blindsr import train as train_entry
 from blindsr.checkpoint import load_pretrained, read_checkpoint
 from blindsr.registry import ARCH_REGISTRY
-from conftest import write_photos
+from conftest import REPO, write_photos
 
 NET = {'type': 'BSRNet', 'scale': 2, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
 
@@ -129,6 +129,24 @@ def test_per_sample_degradation_in_dataloader_workers(tmp_path, photo_dirs):
                             '--set', 'datasets.train.num_worker_per_gpu=1', '--set', 'datasets.val=null',
                             '--set', 'train.total_iter=2'])
     assert (run / 'models' / 'net_g_final.pth').is_file()
+
+
+@pytest.mark.parametrize('recipe', sorted((REPO / 'options' / 'train').rglob('*.yml')), ids=lambda p: p.stem)
+def test_every_training_recipe_runs(tmp_path, photo_dirs, recipe):
+    """Each recipe in options/train runs as written (its model, degradation, losses, schedule) for two
+    iterations, with a tiny network and the test photos in place of its data."""
+    opt = yaml.safe_load(recipe.read_text())
+    sets = {'path.experiments_root': tmp_path / 'run', 'datasets.train.dataroot_gt': photo_dirs['train'],
+            'datasets.train.gt_size': 64, 'datasets.train.batch_size_per_gpu': 2,
+            'datasets.train.num_worker_per_gpu': 0, 'datasets.val.dataroot_gt': photo_dirs['val'],
+            'network_g.num_feat': 8, 'network_g.num_block': 1, 'network_g.num_grow_ch': 4,
+            'train.total_iter': 2, 'val.val_freq': 2, 'logger.save_checkpoint_freq': 2}
+    for key, small in (('lq_patchsize', 12), ('gt_size', 48), ('pool_size', 4)):  # pipeline crops and pool
+        if key in opt.get('degradation', {}):
+            sets[f'degradation.{key}'] = small
+    args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
+    run = train_entry.main(['-opt', str(recipe), *args])
+    assert (run / 'models' / 'net_g_final.pth').is_file() and (run / 'training_states' / '2.state').is_file()
 
 
 def test_auto_resume_without_state_starts_fresh(tmp_path, photo_dirs):

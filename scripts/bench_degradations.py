@@ -1,0 +1,73 @@
+"""Throughput of every degradation pipeline, batched (in ``feed_data``) vs per sample (DataLoader mode).
+
+Usage: ``python scripts/bench_degradations.py [--batches 1 16 64] [--size 256] [--scale 4] [--repeats 3]``.
+For each pipeline and batch size B, one run prints samples/s of ``pipeline.degrade(hr, seeds)`` on a
+B x 3 x S x S batch of real photo crops (median of ``--repeats`` timed calls after warm-up), of the same
+B samples degraded one at a time (what DataLoader workers do, without their process parallelism), and
+the ratio. Rows for CUDA are added when a GPU is present. The authors' implementations (KAIR's numpy
+BSRGAN model, BasicSR's Real-ESRGAN code, DASR's preprocessing) are not importable from here; their
+timings on the same machine are in the issue's closing note.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import blindsr  # noqa: F401  (registrations)
+from blindsr.benchmark import median_seconds, photo_batch
+from blindsr.registry import DEGRADATION_REGISTRY, build
+
+PIPELINES = {
+    'bicubic': {'type': 'bicubic'},
+    'classic dasr aniso+noise': {'type': 'classic', 'preset': 'dasr', 'kernel': 'aniso', 'noise': 25},
+    'classic kdsr iso': {'type': 'classic', 'preset': 'kdsr'},
+    'classic cdsr_manet aniso': {'type': 'classic', 'preset': 'cdsr_manet', 'kernel': 'aniso'},
+    'bsrgan': {'type': 'bsrgan'},
+    'bsrgan (jpeg: opencv)': {'type': 'bsrgan', 'jpeg': 'opencv'},
+    'bsrgan_plus': {'type': 'bsrgan_plus'},
+    'realesrgan': {'type': 'realesrgan'},
+}
+
+
+def run(pipeline, hr: torch.Tensor, seeds: list[int], per_sample: bool) -> None:
+    if not hasattr(pipeline, 'degrade'):  # the deterministic bicubic pipeline
+        parts = hr.split(1) if per_sample else [hr]
+        for x in parts:
+            pipeline(x)
+    elif per_sample:
+        for i, seed in enumerate(seeds):
+            pipeline.degrade(hr[i:i + 1], [seed])
+    else:
+        pipeline.degrade(hr, seeds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--batches', type=int, nargs='+', default=[1, 16, 64])
+    parser.add_argument('--size', type=int, default=256)
+    parser.add_argument('--scale', type=int, default=4)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--only', nargs='*', help='pipeline names (default: all)')
+    args = parser.parse_args()
+    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    print(f'HR {args.size}x{args.size} -> x{args.scale}; samples/s (median of {args.repeats}); '
+          f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads')
+    print(f"{'device':6} {'pipeline':28} {'B':>4} {'batched':>10} {'per sample':>11} {'ratio':>7}")
+    for device in devices:
+        for name, opt in PIPELINES.items():
+            if args.only and name not in args.only:
+                continue
+            pipeline = build(DEGRADATION_REGISTRY, dict(opt), scale=args.scale)
+            for b in args.batches:
+                hr = photo_batch(b, args.size).to(device)
+                seeds = list(range(b))
+                batched = median_seconds(lambda: run(pipeline, hr, seeds, False), args.repeats, device, warmup=1)
+                single = median_seconds(lambda: run(pipeline, hr, seeds, True), args.repeats, device, warmup=1)
+                print(f'{device:6} {name:28} {b:4d} {b / batched:10.1f} {b / single:11.1f} {single / batched:6.2f}x',
+                      flush=True)
+
+
+if __name__ == '__main__':
+    main()
