@@ -4,13 +4,15 @@
     python scripts/show_degradations.py --pipeline NAME --opt '{key: value}' ...   # pipeline options as YAML
 
 Without ``--image`` scikit-image's astronaut is used. Each tile is an LR sample upscaled (nearest) to
-the HR crop size; scalar parameters are written on it and a sampled blur kernel, if any, is drawn in
-the corner. The first tile is the HR crop.
+the HR crop size; the parameters it drew are written on it (as many lines as fit; the whole record
+goes to ``<out>.json``) and its blur kernel, if the pipeline records one, is drawn in the corner.
+The first tile is the HR crop.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import cv2
@@ -23,28 +25,48 @@ from blindsr.options import parse_yaml
 from blindsr.registry import DEGRADATION_REGISTRY, build
 
 
+_LINE = 13  # pixels per text line
+
+
 def annotate(tile: np.ndarray, lines: list[str]) -> np.ndarray:
     """The float RGB tile as uint8 with ``lines`` written on it (white on a black outline)."""
     tile = np.ascontiguousarray((tile.clip(0, 1) * 255).round().astype(np.uint8))
+    fit = (tile.shape[0] - 4) // _LINE
+    if len(lines) > fit:
+        lines = lines[:fit - 1] + ['...']
     for i, text in enumerate(lines):
-        y = 16 + 16 * i
-        cv2.putText(tile, text, (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(tile, text, (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+        y = _LINE + _LINE * i
+        cv2.putText(tile, text, (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(tile, text, (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1, cv2.LINE_AA)
     return tile
 
 
 def describe(params: dict, index: int) -> tuple[list[str], np.ndarray | None]:
-    """Text lines for the scalar parameters of sample ``index`` and its kernel image, if any."""
+    """Text lines for what sample ``index`` drew (steps it skipped, recorded as NaN, are left out) and
+    the first blur kernel it records (a parameter named ``kernel``/``kernel1``), if any."""
     lines, kernel = [], None
     for name, value in params.items():
         value = value[index] if isinstance(value, torch.Tensor) and value.dim() > 0 else value
         if isinstance(value, torch.Tensor) and value.dim() == 2:
-            kernel = value.float().cpu().numpy()
+            if kernel is None and name in ('kernel', 'kernel1'):
+                kernel = value.float().cpu().numpy()
         elif isinstance(value, torch.Tensor) and value.numel() == 1:
-            lines.append(f'{name} {float(value):.3g}')
+            if not torch.isnan(value.float()):
+                lines.append(f'{name} {float(value):.3g}')
+        elif isinstance(value, torch.Tensor) and value.dim() == 1:
+            lines.append(f"{name} {' '.join(f'{float(v):g}' for v in value)}")
         elif isinstance(value, (int, float, str)):
             lines.append(f'{name} {value}')
     return lines, kernel
+
+
+def records(params: dict, n: int) -> list[dict]:
+    """Per-sample parameters as JSON-ready dicts (NaN = step not drawn -> None)."""
+    def plain(v):
+        v = v.tolist() if isinstance(v, torch.Tensor) else v
+        return None if isinstance(v, float) and v != v else [plain(x) for x in v] if isinstance(v, list) else v
+    return [{k: plain(v[i]) for k, v in params.items() if isinstance(v, torch.Tensor) and v.dim() > 0}
+            for i in range(n)]
 
 
 def grid(hr: torch.Tensor, pipeline, n: int, seed: int, columns: int = 4) -> np.ndarray:
@@ -52,6 +74,7 @@ def grid(hr: torch.Tensor, pipeline, n: int, seed: int, columns: int = 4) -> np.
     tiles = [annotate(hr[0].permute(1, 2, 0).numpy(), ['HR'])]
     generator = torch.Generator().manual_seed(seed)
     lr, params = pipeline(hr.repeat(n, 1, 1, 1), generator)
+    params.pop('gt', None)
     for i in range(n):
         tile = lr[i].clamp(0, 1).permute(1, 2, 0).numpy()
         tile = cv2.resize(tile, (size, size), interpolation=cv2.INTER_NEAREST)
@@ -63,7 +86,7 @@ def grid(hr: torch.Tensor, pipeline, n: int, seed: int, columns: int = 4) -> np.
     while len(tiles) % columns:
         tiles.append(np.full_like(tiles[0], 255))
     rows = [np.concatenate(tiles[r:r + columns], axis=1) for r in range(0, len(tiles), columns)]
-    return np.concatenate(rows, axis=0)
+    return np.concatenate(rows, axis=0), records(params, n)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     top, left = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
     hr = to_tensor(img[top:top + crop, left:left + crop])[None]
     pipeline = build(DEGRADATION_REGISTRY, {'type': args.pipeline, **parse_yaml(args.opt)}, scale=args.scale)
-    write_image(Path(args.out), grid(hr, pipeline, args.n, args.seed).astype(np.float32) / 255)
-    print(f'wrote {args.out}')
+    image, drawn = grid(hr, pipeline, args.n, args.seed)
+    write_image(Path(args.out), image.astype(np.float32) / 255)
+    Path(args.out + '.json').write_text(json.dumps(drawn, indent=1))
+    print(f'wrote {args.out} and {args.out}.json')
 
 
 if __name__ == '__main__':

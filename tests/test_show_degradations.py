@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -31,8 +32,9 @@ class BlurryForTests:
 
 def test_grid_tiles_and_annotations(tmp_path):
     hr = torch.rand(1, 3, 64, 64)
-    image = show.grid(hr, BlurryForTests(), n=5, seed=0, columns=3)
+    image, drawn = show.grid(hr, BlurryForTests(), n=5, seed=0, columns=3)
     assert image.shape == (2 * 64, 3 * 64, 3) and image.dtype == np.uint8
+    assert len(drawn) == 5 and set(drawn[0]) == {'width', 'kernel'}
     lines, kernel = show.describe({'width': torch.tensor([3.0, 5.0]), 'kernel': torch.ones(2, 7, 7)}, 1)
     assert lines == ['width 5'] and kernel.shape == (7, 7)
 
@@ -40,3 +42,14 @@ def test_grid_tiles_and_annotations(tmp_path):
 def test_script_writes_png(tmp_path):
     show.main(['--pipeline', 'bicubic', '--scale', '2', '-n', '3', '--crop', '64', '--out', str(tmp_path / 'g.png')])
     assert read_image(tmp_path / 'g.png').shape == (64, 4 * 64, 3)
+
+
+def test_script_shows_a_shuffled_pipeline(tmp_path):
+    out = tmp_path / 'bsrgan.png'
+    show.main(['--pipeline', 'bsrgan', '-n', '3', '--crop', '128', '--out', str(out)])
+    drawn = json.loads(Path(str(out) + '.json').read_text())
+    assert read_image(out).shape == (128, 4 * 128, 3) and len(drawn) == 3
+    assert len(drawn[0]['order']) == 7 and 30 <= drawn[0]['jpeg_final_quality'] <= 95
+    lines, kernel = show.describe({'order': torch.tensor([[2, 0, 1]]), 'skipped': torch.tensor([float('nan')]),
+                                   'mix': torch.eye(3)[None]}, 0)
+    assert lines == ['order 2 0 1'] and kernel is None

@@ -232,8 +232,7 @@ class _KAIRPipeline(Pipeline):
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
         gt = self.target(hr)
         lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
-        params = _record(list(plans), self.schema, hr.device)
-        params['order'] = torch.tensor(orders, device=hr.device)
+        params = {'order': torch.tensor(orders, device=hr.device), **_record(list(plans), self.schema, hr.device)}
         if patch and self.training:
             tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
             lefts = [d.randint(0, lr.shape[-1] - patch) for d in draws]
