@@ -14,6 +14,8 @@ import yaml
 from blindsr import test as test_entry
 from blindsr.data.image_io import read_image, to_tensor
 from blindsr.degradations.bicubic import BicubicDegradation
+from blindsr.degradations.bsrgan import BSRGANDegradation
+from blindsr.degradations.classic import PRESETS, degrade_classic
 from blindsr.registry import ARCH_REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +47,41 @@ def test_bicubic_testset_is_reproducible_and_exact(tmp_path, photo_dirs):
     assert (lr.double() - expected).abs().max() < 1e-6
     with pytest.raises(FileExistsError, match='not empty'):
         make(photo_dirs['train'], 'bicubic', 3, tmp_path / 'a')
-    with pytest.raises(ValueError, match="Unknown test-set protocol 'nope'; known: bicubic"):
+    with pytest.raises(ValueError, match="Unknown test-set protocol 'nope'; known: bicubic, bsrgan, dasr_aniso_noise"):
         make(photo_dirs['train'], 'nope', 3, tmp_path / 'c')
+
+
+@pytest.mark.parametrize('protocol, scale, settings', [
+    ('gaussian8', 4, ['sig1.8', 'sig2.0', 'sig2.2', 'sig2.4', 'sig2.6', 'sig2.8', 'sig3.0', 'sig3.2']),
+    ('gaussian8', 2, ['sig0.9', 'sig1.0', 'sig1.1', 'sig1.2', 'sig1.3', 'sig1.4', 'sig1.5', 'sig1.6']),
+    ('dasr_iso', 3, ['sig0.0', 'sig0.8', 'sig1.6', 'sig2.4']),
+    ('dasr_aniso_noise', 4, [f'l{k}_t{t}_n{n}' for k, t in (('0.2_4', 0), ('3.5_1.5', 30)) for n in (0, 5, 10)]),
+    ('manet9', 4, [f'noise{n}_{k}' for n in (0, 15) for k in (
+        '1_1_0.000', '5_1_0.000', '5_1_0.785', '5_5_0.000', '9_1_0.000', '9_1_0.785', '9_5_0.000', '9_5_0.785',
+        '9_9_0.000')]),
+    ('bsrgan', 4, ['bsrgan']),
+])
+def test_protocols_are_byte_stable_and_record_their_parameters(tmp_path, photo_dirs, protocol, scale, settings):
+    make = load_script().make_testset
+    first = make(photo_dirs['train'], protocol, scale, tmp_path / 'a')
+    second = make(photo_dirs['train'], protocol, scale, tmp_path / 'b')
+    assert first['sha256'] == second['sha256'] and len(first['sha256']) == 3 * (1 + len(settings))
+    assert sorted(first['images']['chelsea']) == sorted(settings)
+    hr = to_tensor(read_image(tmp_path / 'a' / 'HR' / 'chelsea.png'))[None].double()
+    params = first['images']['chelsea'][settings[-1]]
+    lr = to_tensor(read_image(tmp_path / 'a' / settings[-1] / 'chelsea.png'))[None].double()
+    if protocol == 'bsrgan':  # the recorded seed regenerates the image
+        again, _ = BSRGANDegradation(scale).degrade(hr, [params['seed']])
+    else:  # the recorded kernel (and, without noise, nothing else) regenerates the image
+        variant = PRESETS['cdsr_manet' if protocol == 'manet9' else 'kdsr' if protocol == 'gaussian8' else 'dasr']
+        assert params['noise'] == 0 or protocol in ('manet9', 'dasr_aniso_noise')
+        kernel = torch.tensor(params['kernel'], dtype=torch.float64)[None]
+        again = degrade_classic(hr, kernel, 0.0, scale, variant)
+        if params['noise']:  # noise of the recorded level: the residual's std
+            residual = (lr - again) * 255
+            assert float(residual.std()) == pytest.approx(params['noise'], rel=0.1)
+            again = lr
+    assert (lr - again).abs().max() < 1e-6
 
 
 def test_test_entry_point_reads_a_testset_like_on_the_fly_degradation(tmp_path, photo_dirs):
