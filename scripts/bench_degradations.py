@@ -25,7 +25,7 @@ PIPELINES = {
     'classic kdsr iso': {'type': 'classic', 'preset': 'kdsr'},
     'classic cdsr_manet aniso': {'type': 'classic', 'preset': 'cdsr_manet', 'kernel': 'aniso'},
     'bsrgan': {'type': 'bsrgan'},
-    'bsrgan (jpeg: opencv)': {'type': 'bsrgan', 'jpeg': 'opencv'},
+    'bsrgan (jpeg: libjpeg)': {'type': 'bsrgan', 'jpeg': 'libjpeg'},
     'bsrgan_plus': {'type': 'bsrgan_plus'},
     'realesrgan': {'type': 'realesrgan'},
 }

@@ -24,9 +24,11 @@ How blindsr runs it: each sample's plan (op order and every parameter) is drawn 
 (:class:`~blindsr.degradations.pipeline.Streams`); then the plans advance one op per round, and the
 samples whose next op and current size agree are processed together as one batch (kernels built
 batched, blur as a grouped convolution or FFT, resizes as batched matrix products). The cv2 resizes are
-reproduced exactly (:mod:`~blindsr.degradations.resize_modes`). JPEG is the ``'libjpeg'`` flavour of
-:func:`~blindsr.degradations.jpeg.jpeg` by default (batched torch; ~50 dB from OpenCV's encoder, see
-that module) or ``jpeg: opencv`` for OpenCV's own codec on the CPU, as KAIR calls it.
+reproduced exactly (:mod:`~blindsr.degradations.resize_modes`). JPEG is OpenCV's own codec by default,
+as KAIR calls it (``jpeg: opencv``; one image at a time on the CPU, so on a GPU each JPEG op is a
+round trip to the host), or the batched on-device ``'libjpeg'`` flavour of
+:func:`~blindsr.degradations.jpeg.jpeg` (``jpeg: libjpeg``: on KAIR's fixed-parameter reference chains
+it differs from OpenCV by up to 9 levels, 0.5-1.4 on average, after two JPEG passes).
 
 Differences from KAIR, by design: KAIR degrades an H_size crop and then crops an aligned
 ``lq_patchsize`` patch from the LR; here the dataset crops the HR patch and the whole patch is degraded,
@@ -157,7 +159,7 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
 
 
 def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Generator],
-              jpeg_flavour: str = 'libjpeg') -> list[Tensor]:
+              jpeg_flavour: str = 'opencv') -> list[Tensor]:
     """Execute per-sample plans on ``hr`` (B, 3, H, W): one op per sample per round, samples with the
     same op, key and current size batched together. Returns the per-sample results (1, 3, h, w)."""
     images = list(hr.split(1))
@@ -205,7 +207,7 @@ class _KAIRPipeline(Pipeline):
 
     schema: dict[str, tuple[str, ...]] = {}  # recorded step names and their values
 
-    def __init__(self, scale: int, jpeg: str = 'libjpeg', lq_patchsize: int | None = None):
+    def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None):
         super().__init__(scale)
         if jpeg not in ('libjpeg', 'diffjpeg', 'opencv'):
             raise ValueError(f"jpeg must be 'libjpeg', 'diffjpeg' or 'opencv', got {jpeg!r}")
@@ -254,7 +256,8 @@ class BSRGANDegradation(_KAIRPipeline):
 
     Args:
         scale: 2, 3 or 4 (the optional first halving only exists for 4).
-        jpeg: ``'libjpeg'`` (default, batched torch), ``'opencv'`` (KAIR's codec, CPU) or ``'diffjpeg'``.
+        jpeg: ``'opencv'`` (default: KAIR's codec, CPU), ``'libjpeg'`` (batched torch, any device) or
+            ``'diffjpeg'``.
         lq_patchsize: crop an aligned LR patch of this size after degrading (KAIR's last step).
     """
 
@@ -316,7 +319,7 @@ class BSRGANPlusDegradation(_KAIRPipeline):
         ('blur', BLUR), ('resize', RESIZE + ('factor',)), ('noise', NOISE), ('poisson', ('vals', 'gray')),
         ('speckle', NOISE))}, 'jpeg': ('quality',), 'resize_final': RESIZE, 'jpeg_final': ('quality',)}
 
-    def __init__(self, scale: int, jpeg: str = 'libjpeg', lq_patchsize: int | None = None,
+    def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None,
                  shuffle_prob: float = 0.1, use_sharp: bool = False):
         super().__init__(scale, jpeg, lq_patchsize)
         self.shuffle_prob = float(shuffle_prob)
@@ -356,7 +359,7 @@ class BSRGANPlusDegradation(_KAIRPipeline):
             # ISP ops (5, 12): no camera model, as in KAIR's training
             if min(size) < 1:
                 raise ValueError(f'HR {h}x{w} is too small for the BSRGAN+ model at scale {sf}')
-        steps.append(_resize_step(d, 'resize_final', (int(1 / sf * h), int(1 / sf * w))))
+        steps.append(_resize_step(d, 'resize_final', (int(1 / sf * h), int(1 / sf * w)), clip=False))  # KAIR: no clip
         steps.append(_jpeg_step(d, 'jpeg_final'))
         return order, steps
 
