@@ -177,8 +177,8 @@ def load_pretrained(net: nn.Module, checkpoint: str | os.PathLike | Mapping, key
             attempts.append((f' via {conv.__name__}', conv(dict(sd))))
         except (KeyError, ValueError) as err:
             refusals.append(f'{conv.__name__}: {err}')
-    # the attempt whose keys overlap the network's the most wins
-    via, best = max(attempts, key=lambda a: len(set(a[1]) & set(own)))
+    # the attempt whose keys overlap the network's the most wins; ties go to the fewest extra keys
+    via, best = max(attempts, key=lambda a: (len(set(a[1]) & set(own)), -len(set(a[1]) - set(own))))
     missing = sorted(set(own) - set(best))
     unexpected = sorted(set(best) - set(own))
     source = f'{inner} of {where}{via}'

@@ -22,6 +22,7 @@ TINY = {
     'SRFBN': {s: {'scale': s, 'num_features': 8, 'num_steps': 2, 'num_groups': 2,
                   'act_type': {2: 'prelu', 3: 'relu', 4: 'lrelu'}[s]} for s in (2, 3, 4)},
     'SRFBN_S': {s: {'scale': s, 'num_features': 8} for s in (2, 3, 4)},
+    'DASR': {s: {'scale': s, 'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8} for s in (2, 3, 4)},
 }
 
 # BasicSR archs are usable by name through the same registry.
@@ -58,9 +59,14 @@ def test_arch_forward_backward(name, scale, kwargs):
     torch.manual_seed(0)
     net = build(ARCH_REGISTRY, {'type': name, **kwargs})
     x = torch.rand(2, 3, 16, 16)
-    out = net(x)
+    if name == 'DASR':  # the encoder's MLP head only feeds the contrastive loss
+        out, _, embedding = net(x, embedding=True)
+        loss = out.abs().mean() + embedding.abs().mean()
+    else:
+        out = net(x)
+        loss = out.abs().mean()
     assert out.shape == (2, 3, 16 * scale, 16 * scale)
-    out.abs().mean().backward()
+    loss.backward()
     grads = [p.grad for p in net.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)

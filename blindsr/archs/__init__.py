@@ -1,4 +1,5 @@
 """archs"""
 
 from blindsr.archs import bsrnet_arch  # noqa: F401
+from blindsr.archs import dasr_arch  # noqa: F401
 from blindsr.archs import srfbn_arch  # noqa: F401

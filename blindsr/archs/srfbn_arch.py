@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blindsr.archs.common import MeanShift
 from blindsr.registry import ARCH_REGISTRY
 
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 # (kernel, stride, padding) of the up/down projection (de)convolutions per scale
 _PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
 
@@ -49,17 +49,6 @@ def _conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int | None
 
 def _deconv(cin: int, cout: int, kernel: int, stride: int, padding: int, act_type: str = 'prelu') -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding), _act(act_type))
-
-
-class _MeanShift(nn.Conv2d):
-    """Frozen 1x1 conv adding (sign +1) or subtracting (-1) the DIV2K mean in 0..rgb_range."""
-
-    def __init__(self, rgb_range: float, sign: int) -> None:
-        super().__init__(3, 3, 1)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_MEAN))
-        self.requires_grad_(False)
 
 
 class _FeedbackBlock(nn.Module):
@@ -102,13 +91,13 @@ class SRFBN(nn.Module):
             raise ValueError(f'SRFBN supports scales {sorted(_PROJECTION)}, got {scale}.')
         kernel, stride, padding = _PROJECTION[scale]
         self.scale, self.num_steps, self.rgb_range = scale, num_steps, rgb_range
-        self.sub_mean = _MeanShift(rgb_range, -1)
+        self.sub_mean = MeanShift(rgb_range, -1)
         self.conv_in = _conv(in_ch, 4 * num_features, 3, act_type=act_type)
         self.feat_in = _conv(4 * num_features, num_features, 1, act_type=act_type)
         self.block = _FeedbackBlock(num_features, num_groups, scale, act_type)
         self.out = _deconv(num_features, num_features, kernel, stride, padding)
         self.conv_out = _conv(num_features, out_ch, 3, act_type=None)
-        self.add_mean = _MeanShift(rgb_range, 1)
+        self.add_mean = MeanShift(rgb_range, 1)
 
     def forward(self, x: torch.Tensor, all_steps: bool = False) -> torch.Tensor | list[torch.Tensor]:
         x = self.sub_mean(x * self.rgb_range)

@@ -1,0 +1,194 @@
+"""DASR (Wang et al., CVPR 2021): a contrastive degradation encoder and a degradation-aware SR network.
+
+The encoder (six conv + BN + LeakyReLU(0.1), global pooling) maps an LR image to a representation
+``fea``; its MLP head gives the embedding the contrastive loss uses (:mod:`blindsr.archs.moco`). The
+generator compresses ``fea`` once (Linear, no bias) and conditions every DA block with it: each
+DA conv predicts a per-sample 3x3 depthwise kernel from it (applied with zero padding, then
+LeakyReLU and a 1x1 conv) and adds the input scaled by a channel attention computed from it alone.
+5 groups x 5 blocks, EDSR mean shift and upsampler.
+
+Parameter names follow the authors' checkpoints (``G.*``, ``E.encoder_q.*``), so their released
+``model_600.pt`` files load strictly: they hold no momentum encoder or queue, which live in
+blindsr's model (:class:`~blindsr.models.dasr_model.DASRModel`), not in the arch.
+
+blindsr convention: input RGB in [0, 1], output in [0, 1] units (unclamped). Inside, as the authors
+compute it, everything runs in 0..``rgb_range`` (255): the encoder sees raw 0..255 values (no mean
+shift), the generator mean-shifts them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blindsr.archs.common import MeanShift, upsampler
+from blindsr.checkpoint import StateDict, register_key_converter
+from blindsr.registry import ARCH_REGISTRY
+
+__all__ = ['DASR', 'DegradationEncoder', 'DASRGenerator', 'from_authors_training_state']
+
+_SLOPE = 0.1
+
+
+def _lrelu() -> nn.LeakyReLU:
+    return nn.LeakyReLU(_SLOPE, inplace=True)
+
+
+class DegradationEncoder(nn.Module):
+    """``forward(x) -> (fea, embedding)``: pooled representation (B, 4 * num_feat) and its MLP head.
+
+    ``x`` is in 0..255 as the authors feed it unless ``input_scale`` says otherwise (blindsr's arch
+    passes 0..255).
+    """
+
+    def __init__(self, num_feat: int = 64):
+        super().__init__()
+        widths = [(3, num_feat, 1), (num_feat, num_feat, 1), (num_feat, 2 * num_feat, 2),
+                  (2 * num_feat, 2 * num_feat, 1), (2 * num_feat, 4 * num_feat, 2), (4 * num_feat, 4 * num_feat, 1)]
+        layers: list[nn.Module] = []
+        for cin, cout, stride in widths:
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), _lrelu()]
+        self.E = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
+        dim = 4 * num_feat
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), _lrelu(), nn.Linear(dim, dim))
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        fea = self.E(x).flatten(1)
+        return fea, self.mlp(fea)
+
+
+class _ChannelAttention(nn.Module):
+    """Channel weights from the degradation vector alone: 1x1 convs C_d -> C_d / r -> C, sigmoid."""
+
+    def __init__(self, deg_dim: int, channels: int, reduction: int):
+        super().__init__()
+        self.conv_du = nn.Sequential(nn.Conv2d(deg_dim, deg_dim // reduction, 1, bias=False), _lrelu(),
+                                     nn.Conv2d(deg_dim // reduction, channels, 1, bias=False), nn.Sigmoid())
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        return x * self.conv_du(d[:, :, None, None])
+
+
+class _DAConv(nn.Module):
+    """Per-sample depthwise 3x3 conv (kernels predicted from ``d``) + 1x1 conv, plus channel attention."""
+
+    def __init__(self, channels: int, deg_dim: int, reduction: int):
+        super().__init__()
+        self.kernel = nn.Sequential(nn.Linear(deg_dim, deg_dim, bias=False), _lrelu(),
+                                    nn.Linear(deg_dim, channels * 9, bias=False))
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.ca = _ChannelAttention(deg_dim, channels, reduction)
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        kernels = self.kernel(d).reshape(b * c, 1, 3, 3)  # row b * C + c, as the grouped input below
+        out = F.conv2d(x.reshape(1, b * c, h, w), kernels, padding=1, groups=b * c)
+        out = self.conv(F.leaky_relu(out, _SLOPE).reshape(b, c, h, w))
+        return out + self.ca(x, d)
+
+
+class _DABlock(nn.Module):
+    """DA conv, LReLU, 3x3 conv, LReLU, DA conv, LReLU, 3x3 conv; plus the input."""
+
+    def __init__(self, channels: int, deg_dim: int, reduction: int):
+        super().__init__()
+        self.da_conv1 = _DAConv(channels, deg_dim, reduction)
+        self.da_conv2 = _DAConv(channels, deg_dim, reduction)
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        out = F.leaky_relu(self.da_conv1(x, d), _SLOPE)
+        out = F.leaky_relu(self.conv1(out), _SLOPE)
+        out = F.leaky_relu(self.da_conv2(out, d), _SLOPE)
+        return self.conv2(out) + x
+
+
+class _Residual(nn.Module):
+    """``body[:-1]`` conditioned blocks, then the plain conv ``body[-1]``; plus the input."""
+
+    def __init__(self, blocks: list[nn.Module], channels: int):
+        super().__init__()
+        self.body = nn.ModuleList([*blocks, nn.Conv2d(channels, channels, 3, 1, 1)])
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        out = x
+        for block in self.body[:-1]:
+            out = block(out, d)
+        return self.body[-1](out) + x
+
+
+class DASRGenerator(nn.Module):
+    """The SR network ``G(x, fea)``; ``x`` in 0..rgb_range, output in the same units."""
+
+    def __init__(self, scale: int, num_feat: int = 64, num_group: int = 5, num_block: int = 5, rep_dim: int = 256,
+                 reduction: int = 8, rgb_range: float = 255.0):
+        super().__init__()
+        deg_dim = num_feat
+        self.compress = nn.Sequential(nn.Linear(rep_dim, deg_dim, bias=False), _lrelu())
+        self.sub_mean = MeanShift(rgb_range, -1)
+        self.add_mean = MeanShift(rgb_range, 1)
+        self.head = nn.Sequential(nn.Conv2d(3, num_feat, 3, 1, 1))
+        groups = [_Residual([_DABlock(num_feat, deg_dim, reduction) for _ in range(num_block)], num_feat)
+                  for _ in range(num_group)]
+        self.body = nn.ModuleList([*groups, nn.Conv2d(num_feat, num_feat, 3, 1, 1)])
+        self.tail = nn.Sequential(upsampler(scale, num_feat), nn.Conv2d(num_feat, 3, 3, 1, 1))
+
+    def forward(self, x: Tensor, fea: Tensor) -> Tensor:
+        d = self.compress(fea)
+        x = self.head(self.sub_mean(x))
+        res = x
+        for group in self.body[:-1]:
+            res = group(res, d)
+        res = self.body[-1](res) + x
+        return self.add_mean(self.tail(res))
+
+
+@ARCH_REGISTRY.register()
+class DASR(nn.Module):
+    """DASR: ``forward(lr) -> sr`` (both in [0, 1] units).
+
+    Args:
+        scale: 2, 3 or 4.
+        num_feat, num_group, num_block, reduction: generator width, groups, blocks per group and
+            channel-attention reduction (published: 64, 5, 5, 8).
+        enc_feat: encoder base width (published 64; the representation has ``4 * enc_feat`` dims).
+        rgb_range: the value range the network works in (255, as trained).
+
+    ``forward(x, embedding=True)`` returns ``(sr, fea, emb)`` (the representation and the contrastive
+    embedding of ``x``), ``forward(x, sr=False)`` only ``(fea, emb)`` (the encoder-only stage).
+    """
+
+    def __init__(self, scale: int = 4, num_feat: int = 64, num_group: int = 5, num_block: int = 5,
+                 enc_feat: int = 64, reduction: int = 8, rgb_range: float = 255.0):
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f'DASR is defined for scales 2, 3 and 4, got {scale}')
+        self.rgb_range = rgb_range
+        encoder = DegradationEncoder(enc_feat)
+        self.G = DASRGenerator(scale, num_feat, num_group, num_block, encoder.dim, reduction, rgb_range)
+        self.E = nn.ModuleDict({'encoder_q': encoder})
+
+    @property
+    def encoder(self) -> DegradationEncoder:
+        return self.E['encoder_q']
+
+    def forward(self, x: Tensor, embedding: bool = False, sr: bool = True):
+        x = x * self.rgb_range
+        fea, emb = self.encoder(x)
+        if not sr:
+            return fea, emb
+        out = self.G(x, fea) / self.rgb_range
+        return (out, fea, emb) if embedding else out
+
+
+@register_key_converter(DASR)
+def from_authors_training_state(state_dict: StateDict) -> StateDict:
+    """A live authors' ``BlindSR`` state dict (with MoCo's ``E.encoder_k.*``, ``E.queue``,
+    ``E.queue_ptr``, which their trainer drops when saving) -> the arch's keys."""
+    dropped = [k for k in state_dict if k.startswith('E.encoder_k.') or k in ('E.queue', 'E.queue_ptr')]
+    if not dropped:
+        raise ValueError('no MoCo key-encoder or queue entries to drop')
+    return {k: v for k, v in state_dict.items() if k not in dropped}
