@@ -79,6 +79,13 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank ``src``'s parameters and buffers (for modules DDP does not wrap)."""
+    if td.is_initialized():
+        for tensor in module.state_dict().values():
+            td.broadcast(tensor, src)
+
+
 def destroy() -> None:
     if td.is_initialized():
         td.destroy_process_group()

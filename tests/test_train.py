@@ -131,19 +131,27 @@ def test_per_sample_degradation_in_dataloader_workers(tmp_path, photo_dirs):
     assert (run / 'models' / 'net_g_final.pth').is_file()
 
 
+TINY_NETS = {'BSRNet': {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
+             'DASR': {'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8}}
+
+
 @pytest.mark.parametrize('recipe', sorted((REPO / 'options' / 'train').rglob('*.yml')), ids=lambda p: p.stem)
 def test_every_training_recipe_runs(tmp_path, photo_dirs, recipe):
     """Each recipe in options/train runs as written (its model, degradation, losses, schedule) for two
     iterations, with a tiny network and the test photos in place of its data."""
     opt = yaml.safe_load(recipe.read_text())
-    sets = {'path.experiments_root': tmp_path / 'run', 'datasets.train.dataroot_gt': photo_dirs['train'],
-            'datasets.train.gt_size': 64, 'datasets.train.batch_size_per_gpu': 2,
-            'datasets.train.num_worker_per_gpu': 0, 'datasets.val.dataroot_gt': photo_dirs['val'],
-            'network_g.num_feat': 8, 'network_g.num_block': 1, 'network_g.num_grow_ch': 4,
+    sets = {'path.experiments_root': tmp_path / 'run', 'path.pretrain_network_g': 'null',
+            'datasets.train.dataroot_gt': photo_dirs['train'], 'datasets.train.gt_size': 48,
+            'datasets.train.batch_size_per_gpu': 2, 'datasets.train.num_worker_per_gpu': 0,
             'train.total_iter': 2, 'val.val_freq': 2, 'logger.save_checkpoint_freq': 2}
-    for key, small in (('lq_patchsize', 12), ('gt_size', 48), ('pool_size', 4)):  # pipeline crops and pool
+    sets.update({f'network_g.{k}': v for k, v in TINY_NETS[opt['network_g']['type']].items()})
+    if 'val' in opt['datasets']:
+        sets['datasets.val.dataroot_gt'] = photo_dirs['val']
+    for key, small in (('lq_patchsize', 12), ('gt_size', 32), ('pool_size', 4)):  # pipeline crops and pool
         if key in opt.get('degradation', {}):
             sets[f'degradation.{key}'] = small
+    if 'moco' in opt:
+        sets['moco.queue_size'] = 8
     args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
     run = train_entry.main(['-opt', str(recipe), *args])
     assert (run / 'models' / 'net_g_final.pth').is_file() and (run / 'training_states' / '2.state').is_file()
@@ -209,7 +217,8 @@ DDP_SCRIPT = textwrap.dedent('''
     def train_and_dump(*args, **kwargs):
         model = original(*args, **kwargs)
         run = Path(model.opt['path']['experiments_root'])
-        torch.save(model.networks['net_g'].state_dict(), run / f'rank{model.dist.rank}.pth')
+        torch.save({name: net.state_dict() for name, net in model.networks.items()},
+                   run / f'rank{model.dist.rank}.pth')
         return model
 
     train.train = train_and_dump
@@ -227,7 +236,7 @@ def test_ddp_two_ranks_identical_weights_and_gathered_validation(tmp_path, photo
                      tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = tmp_path / 'experiments' / 'ddp'
-    w0, w1 = torch.load(run / 'rank0.pth'), torch.load(run / 'rank1.pth')
+    w0, w1 = torch.load(run / 'rank0.pth')['net_g'], torch.load(run / 'rank1.pth')['net_g']
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     state = read_checkpoint(run / 'training_states' / '4.state')
     assert len(state['rng']) == 2 and not torch.equal(state['rng'][0]['generator'], state['rng'][1]['generator'])

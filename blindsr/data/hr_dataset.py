@@ -14,6 +14,7 @@ from typing import Any
 
 import lmdb
 import numpy as np
+import torch
 from basicsr.data.transforms import mod_crop
 from torch.utils.data import Dataset
 
@@ -49,7 +50,9 @@ class HRImageDataset(Dataset):
 
     Options: ``phase`` ('train' crops ``gt_size`` patches at random and augments with ``use_hflip`` /
     ``use_rot``, both default False; other phases mod-crop whole images to ``scale``), ``scale``,
-    ``gt_size``, and optionally ``degradation`` (options for ``DEGRADATION_REGISTRY``) with ``seed``
+    ``gt_size``, ``num_patches`` (train: N > 1 crops N patches per image, one augmentation for all,
+    ``gt`` then (N, C, H, W): DASR/CDSR's contrastive pairs), and optionally ``degradation`` (options
+    for ``DEGRADATION_REGISTRY``) with ``seed``
     (default 0). Items: ``gt`` (CHW), ``gt_path`` and, when degraded, ``lq`` (CHW) and ``params``
     (the pipeline's sampled parameters for this sample). In the train phase every image is checked at
     construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs).
@@ -77,6 +80,7 @@ class HRImageDataset(Dataset):
         if self.train:
             self.gt_size = int(opt['gt_size'])
             self._check_sizes(sizes)
+        self.num_patches = int(opt.get('num_patches', 1))
         degradation = opt.get('degradation')
         self.degradation = build(DEGRADATION_REGISTRY, degradation, scale=self.scale) if degradation else None
         if getattr(self.degradation, 'pool_size', 0):
@@ -123,11 +127,12 @@ class HRImageDataset(Dataset):
         index, rng = sample_rng(item, self.seed)
         img = self._read(index)
         if self.train:
-            img = paired_crop(rng, img, None, self.gt_size // self.scale, self.scale)[0]
-            img, = augment(rng, [img], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+            crops = [paired_crop(rng, img, None, self.gt_size // self.scale, self.scale)[0]
+                     for _ in range(self.num_patches)]
+            crops = augment(rng, crops, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+            gt = torch.stack([to_tensor(c) for c in crops]) if self.num_patches > 1 else to_tensor(crops[0])
         else:
-            img = mod_crop(img, self.scale)
-        gt = to_tensor(img)
+            gt = to_tensor(mod_crop(img, self.scale))
         item: dict[str, Any] = {'gt': gt, 'gt_path': self.items[index][0]}
         if self.degradation is not None:
             generator = torch_generator(rng)

@@ -58,8 +58,13 @@ class BaseModel:
         self.generator.manual_seed(seed * 1009 + dist_info.rank)
 
     # ------------------------------------------------------------------ building
-    def add_network(self, name: str, net_opt: dict, trainable: bool = True, **defaults: Any) -> nn.Module:
-        """Build a network from its option section, load ``path.pretrain_<name>`` and register it."""
+    def add_network(self, name: str, net_opt: dict, trainable: bool = True, frozen: tuple[str, ...] = (),
+                    **defaults: Any) -> nn.Module:
+        """Build a network from its option section, load ``path.pretrain_<name>`` and register it.
+
+        ``frozen`` names submodules that do not train (set before DDP wraps the network, which then
+        expects gradients for the rest only).
+        """
         net = build(ARCH_REGISTRY, net_opt, **defaults).to(self.device)
         # BasicSR's keys: network_g -> path.pretrain_network_g, path.param_key_g, path.strict_load_g
         paths, suffix = self.opt.get('path', {}), name.removeprefix('net_')
@@ -71,6 +76,8 @@ class BaseModel:
                           (f' (missing {len(result.missing)}, unexpected {len(result.unexpected)})'
                            if result.missing or result.unexpected else ''))
         self.networks[name] = net
+        for sub in frozen:
+            net.get_submodule(sub).requires_grad_(False)
         if not trainable:
             net.eval().requires_grad_(False)
             self.wrapped[name] = net

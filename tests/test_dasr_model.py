@@ -1,0 +1,96 @@
+"""DASRModel: the two stages train what they should, resume exactly, and MoCo gathers keys under DDP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from blindsr import train as train_entry
+from blindsr.checkpoint import read_checkpoint
+from test_train import DDP_SCRIPT, free_port, run_cli
+
+NET = {'type': 'DASR', 'scale': 2, 'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8}
+
+
+def dasr_options(tmp_path: Path, photo_dirs: dict, name: str, stage: str, **train) -> Path:
+    opt = {
+        'name': name, 'model_type': 'DASRModel', 'scale': 2, 'manual_seed': 3,
+        'degradation': {'type': 'classic', 'preset': 'dasr', 'kernel': 'aniso', 'noise': 25},
+        'datasets': {
+            'train': {'type': 'HRImageDataset', 'dataroot_gt': str(photo_dirs['train']), 'gt_size': 32,
+                      'num_patches': 2, 'use_hflip': True, 'use_rot': True, 'batch_size_per_gpu': 2},
+            'val': {'type': 'HRImageDataset', 'dataroot_gt': str(photo_dirs['val'])},
+        },
+        'network_g': NET,
+        'moco': {'queue_size': 16},
+        'path': {'experiments_root': str(tmp_path / 'experiments' / name)},
+        'train': {'stage': stage, 'total_iter': 4, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 255.0}, **train},
+        'val': {'val_freq': 4, 'save_img': False},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2},
+    }
+    path = tmp_path / f'{name}.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def initial_and_final(tmp_path, photo_dirs, stage):
+    opt_path = dasr_options(tmp_path, photo_dirs, stage, stage)
+    start = dasr_options(tmp_path, photo_dirs, f'{stage}0', stage, total_iter=1)
+    first = train_entry.main(['-opt', str(start), '--set', 'train.optim_g.lr=0'])  # lr 0: the initial weights
+    run = train_entry.main(['-opt', str(opt_path)])
+    return read_checkpoint(first / 'training_states' / '1.state'), read_checkpoint(run / 'training_states' / '4.state'), run
+
+
+def changed(a: dict, b: dict, prefix: str) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix) and a[k].is_floating_point())
+
+
+def test_encoder_stage_trains_only_the_encoder_and_fills_the_queue(tmp_path, photo_dirs):
+    before, after, run = initial_and_final(tmp_path, photo_dirs, 'encoder')
+    g0, g1 = before['networks']['net_g'], after['networks']['net_g']
+    assert changed(g0, g1, 'E.encoder_q.') and not changed(g0, g1, 'G.')
+    moco = after['networks']['moco']
+    assert int(moco['queue_ptr']) == 8  # 4 iterations x 2 keys
+    assert changed(before['networks']['moco'], moco, 'encoder_k.')  # momentum updates
+    log = next(run.glob('train_encoder_*.log')).read_text()
+    assert 'l_contrast' in log and 'acc_contrast' in log and 'l_pix' not in log
+
+
+def test_joint_stage_trains_both_and_resumes_exactly(tmp_path, photo_dirs):
+    before, after, run = initial_and_final(tmp_path, photo_dirs, 'joint')
+    g0, g1 = before['networks']['net_g'], after['networks']['net_g']
+    assert changed(g0, g1, 'E.encoder_q.') and changed(g0, g1, 'G.')
+    assert 'l_pix' in next(run.glob('train_joint_*.log')).read_text()
+    parts = dasr_options(tmp_path, photo_dirs, 'parts', 'joint')
+    train_entry.main(['-opt', str(parts), '--set', 'train.total_iter=2'])
+    resumed = train_entry.main(['-opt', str(parts), '--auto_resume'])
+    whole = read_checkpoint(resumed / 'training_states' / '4.state')['networks']
+    for name in ('net_g', 'moco'):
+        for key, value in after['networks'][name].items():
+            assert torch.equal(value, whole[name][key]), (name, key)
+
+
+def test_dasr_needs_patch_pairs(tmp_path, photo_dirs):
+    opt_path = dasr_options(tmp_path, photo_dirs, 'single', 'joint')
+    with pytest.raises(ValueError, match='num_patches: 2'):
+        train_entry.main(['-opt', str(opt_path), '--set', 'datasets.train.num_patches=1'])
+
+
+def test_ddp_gathers_keys_of_both_ranks(tmp_path, photo_dirs):
+    opt_path = dasr_options(tmp_path, photo_dirs, 'ddp', 'encoder', total_iter=2)
+    script = tmp_path / 'ddp_train.py'
+    script.write_text(DDP_SCRIPT)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}']
+    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), '--set', 'datasets.train.dataset_enlarge_ratio=4'],
+                     tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / 'experiments' / 'ddp' / f'rank{r}.pth') for r in (0, 1)]
+    for name in ('net_g', 'moco'):  # BatchNorm running statistics stay per rank, as usual under DDP
+        same = [torch.equal(ranks[0][name][k], ranks[1][name][k]) for k in ranks[0][name] if 'running_' not in k]
+        assert all(same), name
+    assert int(ranks[0]['moco']['queue_ptr']) == 8  # 2 iterations x 2 ranks x 2 keys
