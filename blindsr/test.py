@@ -4,7 +4,10 @@ Loads ``path.pretrain_network_g`` (any layout :func:`blindsr.load_pretrained` un
 every dataset under ``datasets:`` and writes, per dataset, the SR images and a results table
 (``results.md`` and ``results.json``: per-image and mean metrics plus timing) into
 ``path.results_root`` (default ``results/<name>``). Datasets without ground truth give SR images
-and timing only. Works under torchrun too (each rank takes a shard).
+and timing only. A ``TestSetFolder`` entry without ``setting`` stands for every setting of its
+make_testsets folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
+tabulate the means per set as the papers do (rows: scale, columns: setting, cells PSNR / SSIM).
+Works under torchrun too (each rank takes a shard).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import blindsr  # noqa: F401  (registers everything)
 from blindsr import dist
 from blindsr.data.loader import build_dataloader
+from blindsr.data.paired_dataset import settings_of
 from blindsr.evaluation import evaluate, results_markdown
 from blindsr.logging_utils import setup_logger
 from blindsr.options import OptionsError, dump_options, load_options
@@ -43,8 +47,8 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     seed_everything(opt['manual_seed'], dist_info.rank)
     model = lookup(MODEL_REGISTRY, opt['model_type'])(opt, device, dist_info)
     val_opt = opt['val']
-    out = {}
-    for ds_opt in opt['datasets'].values():
+    out, summary = {}, {}
+    for ds_opt in expand_testsets(opt['datasets'].values()):
         name = ds_opt['name']
         dataset = lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt)
         loader = build_dataloader(dataset, ds_opt, 'test', opt['manual_seed'], dist_info.rank, dist_info.world_size)
@@ -59,7 +63,38 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
             (folder / 'results.md').write_text(table)
             (folder / 'results.json').write_text(json.dumps(result, indent=2))
             logger.info('\n' + table)
+        if 'summary' in ds_opt:
+            table_name, column = ds_opt['summary']
+            summary.setdefault(table_name, {})[column] = result['mean']
+    if summary and dist_info.is_main:
+        text = summary_markdown(summary, f"x{opt['scale']}")
+        (results_root / 'summary.md').write_text(text)
+        (results_root / 'summary.json').write_text(json.dumps(summary, indent=2))
+        logger.info('\n' + text)
     return out
+
+
+def expand_testsets(datasets) -> list[dict]:
+    """Every ``TestSetFolder`` without a ``setting`` becomes one dataset per setting of its folder."""
+    out = []
+    for ds in datasets:
+        if ds['type'] == 'TestSetFolder' and not ds.get('setting'):
+            out += [{**ds, 'setting': s, 'name': f"{ds['name']}_{s}", 'summary': (ds['name'], s)}
+                    for s in settings_of(ds['dataroot'], int(ds['scale']))]
+        else:
+            out.append(ds)
+    return out
+
+
+def summary_markdown(summary: dict[str, dict[str, dict]], row: str) -> str:
+    """One table per test set: a row for this run's scale, a column per setting, PSNR / SSIM."""
+    parts = []
+    for name, columns in summary.items():
+        cells = [f"{m['psnr']:.2f} / {m['ssim']:.4f}" if 'ssim' in m else f"{m.get('psnr', float('nan')):.2f}"
+                 for m in columns.values()]
+        parts += [f'## {name} (PSNR / SSIM)', '', '| scale | ' + ' | '.join(columns) + ' |',
+                  '|---' * (len(columns) + 1) + '|', f'| {row} | ' + ' | '.join(cells) + ' |', '']
+    return '\n'.join(parts)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:

@@ -9,9 +9,16 @@ import pytest
 import torch
 import yaml
 
+from blindsr import test as test_entry
 from blindsr import train as train_entry
+from blindsr.archs.dasr_arch import DASR
 from blindsr.checkpoint import read_checkpoint
+from blindsr.data.paired_dataset import settings_of
+from conftest import REPO
+from test_testsets import load_script
 from test_train import DDP_SCRIPT, free_port, run_cli
+
+make_testset = load_script().make_testset
 
 NET = {'type': 'DASR', 'scale': 2, 'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8}
 
@@ -94,3 +101,27 @@ def test_ddp_gathers_keys_of_both_ranks(tmp_path, photo_dirs):
         same = [torch.equal(ranks[0][name][k], ranks[1][name][k]) for k in ranks[0][name] if 'running_' not in k]
         assert all(same), name
     assert int(ranks[0]['moco']['queue_ptr']) == 8  # 2 iterations x 2 ranks x 2 keys
+
+
+@pytest.mark.parametrize('recipe', sorted((REPO / 'options' / 'test' / 'dasr').glob('*.yml')), ids=lambda p: p.stem)
+def test_dasr_test_recipes_write_the_papers_tables(tmp_path, photo_dirs, recipe):
+    """Each DASR test recipe evaluates every setting of its make_testsets folders with weights in the
+    authors' raw layout and writes the per-set summary (rows: scale, columns: kernel setting)."""
+    opt = yaml.safe_load(recipe.read_text())
+    scale = opt['scale']
+    protocol = opt['datasets']['Set5']['dataroot'].split('_', 1)[1].rsplit('_', 1)[0]
+    record = make_testset(photo_dirs['train'], protocol, scale, tmp_path / 'testset')
+    settings = sorted(record['images']['chelsea'])
+    tiny = {k: v for k, v in NET.items() if k not in ('type', 'scale')}
+    torch.save(DASR(scale, **tiny).state_dict(), tmp_path / 'model_600.pt')
+    sets = {'path.pretrain_network_g': tmp_path / 'model_600.pt', 'path.results_root': tmp_path / 'results',
+            **{f'network_g.{k}': v for k, v in tiny.items()},
+            **{f'datasets.{name}.dataroot': tmp_path / 'testset' for name in opt['datasets']}}
+    args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
+    results = test_entry.main(['-opt', str(recipe), *args])
+    assert set(results) == {f'{name}_{s}' for name in opt['datasets'] for s in settings}
+    summary = (tmp_path / 'results' / 'summary.md').read_text()
+    assert f'| scale | {" | ".join(settings)} |' in summary and f'| x{scale} |' in summary
+    assert summary.count('## ') == len(opt['datasets'])
+    with pytest.raises(ValueError, match=f'made for scale {scale}, the options say 1'):
+        settings_of(tmp_path / 'testset', 1)

@@ -7,6 +7,7 @@ by fewer than ``scale`` pixels per side (then it is cropped top-left, as a mod-c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,31 @@ class PairedFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+
+@DATASET_REGISTRY.register()
+class TestSetFolder(PairedFolderDataset):
+    """One setting of a test set written by ``scripts/make_testsets.py``: ``dataroot`` (the folder
+    with ``HR/``, one folder per setting and ``params.json``) and ``setting`` (e.g. ``sig1.2``).
+
+    Without ``setting``, ``python -m blindsr.test`` evaluates every setting of the folder
+    (:func:`settings_of`) and writes a summary table (rows: scale, columns: setting).
+    """
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        root, setting = Path(opt['dataroot']), opt.get('setting')
+        available = settings_of(root, int(opt['scale']))
+        if setting not in available:
+            raise ValueError(f"{root}: no setting {setting!r}; it holds {', '.join(available)}")
+        super().__init__({**opt, 'dataroot_gt': root / 'HR', 'dataroot_lq': root / setting})
+
+
+def settings_of(root: str | Path, scale: int) -> list[str]:
+    """The settings of a make_testsets folder, checked against the run's ``scale``."""
+    record_path = Path(root) / 'params.json'
+    if not record_path.is_file():
+        raise ValueError(f'{root} is not a test set made by scripts/make_testsets.py (no params.json)')
+    record = json.loads(record_path.read_text())
+    if record['scale'] != scale:
+        raise ValueError(f"{root} was made for scale {record['scale']}, the options say {scale}")
+    return sorted({s for per_image in record['images'].values() for s in per_image})
