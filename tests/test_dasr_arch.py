@@ -129,3 +129,13 @@ def test_moco_queue_rules():
     with pytest.raises(ValueError, match='multiple of the global batch size 4'):
         x = torch.rand(4, 3, 16, 16) * 255
         moco(enc(x)[1], x, enc)
+
+
+def test_zero_representation_ablation():
+    net = DASR(2, num_feat=8, num_group=1, num_block=1, enc_feat=8).eval()
+    ablated = DASR(2, num_feat=8, num_group=1, num_block=1, enc_feat=8, zero_representation=True).eval()
+    ablated.load_state_dict(net.state_dict())
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(ablated(x), net.G(x * 255, torch.zeros(1, 32)) / 255)
+        assert not torch.equal(ablated(x), net(x))

@@ -125,3 +125,22 @@ def test_dasr_test_recipes_write_the_papers_tables(tmp_path, photo_dirs, recipe)
     assert summary.count('## ') == len(opt['datasets'])
     with pytest.raises(ValueError, match=f'made for scale {scale}, the options say 1'):
         settings_of(tmp_path / 'testset', 1)
+
+
+def test_plot_embeddings_draws_a_map(tmp_path, photo_dirs):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('plot_embeddings', REPO / 'scripts' / 'plot_embeddings.py')
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    tiny = {k: v for k, v in NET.items() if k not in ('type', 'scale')}
+    torch.save(DASR(2, **tiny).state_dict(), tmp_path / 'w.pt')
+    agreement = plot.main(['--weights', str(tmp_path / 'w.pt'), '--scale', '2', '--net', str(tiny),
+                           '--hr', str(photo_dirs['train']), '--patch', '16', '--sigmas', '0.2', '2.0',
+                           '--out', str(tmp_path / 'map.png')])
+    assert 0 <= agreement <= 1
+    from blindsr.data.image_io import read_image
+    assert read_image(tmp_path / 'map.png').shape == (640, 640, 3)
+    # the agreement measure itself: two well separated clusters agree fully, shuffled labels do not
+    feats = torch.cat([torch.randn(20, 8) + 10, torch.randn(20, 8) - 10])
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    assert plot.nearest_neighbour_agreement(feats, labels) == 1.0

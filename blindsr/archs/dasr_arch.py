@@ -156,17 +156,21 @@ class DASR(nn.Module):
             channel-attention reduction (published: 64, 5, 5, 8).
         enc_feat: encoder base width (published 64; the representation has ``4 * enc_feat`` dims).
         rgb_range: the value range the network works in (255, as trained).
+        zero_representation: feed the generator a zero representation (an ablation: how much does
+            the degradation embedding help a trained network?).
 
     ``forward(x, embedding=True)`` returns ``(sr, fea, emb)`` (the representation and the contrastive
     embedding of ``x``), ``forward(x, sr=False)`` only ``(fea, emb)`` (the encoder-only stage).
     """
 
     def __init__(self, scale: int = 4, num_feat: int = 64, num_group: int = 5, num_block: int = 5,
-                 enc_feat: int = 64, reduction: int = 8, rgb_range: float = 255.0):
+                 enc_feat: int = 64, reduction: int = 8, rgb_range: float = 255.0,
+                 zero_representation: bool = False):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f'DASR is defined for scales 2, 3 and 4, got {scale}')
         self.rgb_range = rgb_range
+        self.zero_representation = zero_representation
         encoder = DegradationEncoder(enc_feat)
         self.G = DASRGenerator(scale, num_feat, num_group, num_block, encoder.dim, reduction, rgb_range)
         self.E = nn.ModuleDict({'encoder_q': encoder})
@@ -180,7 +184,7 @@ class DASR(nn.Module):
         fea, emb = self.encoder(x)
         if not sr:
             return fea, emb
-        out = self.G(x, fea) / self.rgb_range
+        out = self.G(x, torch.zeros_like(fea) if self.zero_representation else fea) / self.rgb_range
         return (out, fea, emb) if embedding else out
 
 
