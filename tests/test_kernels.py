@@ -213,6 +213,9 @@ def test_blur_equals_per_sample_conv(padding):
             ref = reference_blur(x, k, padding, flip)
             for method in ('conv', 'fft'):
                 torch.testing.assert_close(blur(x, k, padding, flip, method), ref, atol=1e-12, rtol=0)
+                # s-fold subsampling of the blur, computed directly (a strided conv)
+                strided = blur(x, k, padding, flip, method, stride=3)
+                torch.testing.assert_close(strided, ref[..., ::3, ::3], atol=1e-12, rtol=0)
 
 
 def test_blur_matches_scipy_conventions():

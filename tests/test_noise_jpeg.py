@@ -17,7 +17,7 @@ from basicsr.data import degradations as bsr
 from basicsr.utils.diffjpeg import DiffJPEG
 from blindsr.degradations import noise
 from blindsr.degradations.jpeg import jpeg, jpeg_opencv, sample_jpeg_quality
-from blindsr.degradations.resize_modes import quantize, resize, subsample
+from blindsr.degradations.resize_modes import quantize, resize
 
 CV_CODES = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC,
             'area': cv2.INTER_AREA}
@@ -333,9 +333,6 @@ def test_torch_backend_and_its_documented_differences():
     assert 0.5 < delta.mean() < 4  # whole-pixel vs fractional boxes at a non-integer factor
 
 
-def test_subsample_and_quantize():
-    x = torch.rand(2, 3, 9, 10)
-    assert torch.equal(subsample(x, 4), x[..., ::4, ::4])
-    assert torch.equal(subsample(x, 3, offset=1), x[..., 1::3, 1::3])
+def test_quantize():
     y = quantize(torch.tensor([-0.1, 0.0, 0.5, 1 / 255 * 0.49, 1.2]))
     assert torch.equal(y, torch.tensor([0.0, 0.0, 128 / 255, 0.0, 1.0]))

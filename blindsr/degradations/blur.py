@@ -14,15 +14,17 @@ Padding modes (the image is extended as often as needed, so kernels may exceed t
 - ``replicate`` (``a a | a b c``): SciPy ``nearest``; ``circular``: SciPy ``wrap``;
   ``zeros``: SciPy ``constant`` with cval 0.
 
-Formulations, all exact up to float rounding (chosen by ``method='auto'``; see
-scripts/bench_blocks.py ``--sweep``): a depthwise ``conv2d`` with samples x channels as groups for
-small kernels, a product of real FFTs (7-smooth lengths) for large ones. On the 2-core development
-CPU (16 x 3 images, gated timings) the FFT wins from 21 x 21 at 400 px (1.15x; 4.3x at 51 x 51),
-from 25 x 25 at 256 px and from ~31 x 31 at 128 px; at 64 px the conv is faster up to 31 x 31. On CPU both run in chunks of samples: at least 12 channel planes (fewer
-leave oneDNN's depthwise conv ~2x slower on 2 threads), otherwise ~0.5 M padded elements (one call
-on 16 x 3 x 256^2 or more is 1.3-1.6x slower than chunks of 4-8 samples). CUDA gets one call (not
-measured: no GPU on the development box). One shared kernel takes the grouped path too: BasicSR's
-shared-kernel path (a batch of B*C single-channel images) is 5-8x slower on CPU.
+Formulations, all exact up to float rounding (chosen by ``method='auto'``): a depthwise ``conv2d``
+with samples x channels as groups for small kernels, a product of real FFTs (7-smooth lengths) for
+large ones. Crossovers measured on the 2-core development CPU (16 x 3 images, quiet machine; the ratio
+conv time / FFT time): at 256 px the FFT wins from 15 x 15 (1.1x; 2.1x at 21 x 21), at 128 px from
+21 x 21 (1.5x), at 64 px and below the conv is faster up to at least 21 x 21 (0.7x). On CPU both run
+in chunks of samples: at least 12 channel planes (fewer leave oneDNN's depthwise conv ~2x slower on 2
+threads), otherwise ~0.5 M padded elements. CUDA gets one call (not measured: no GPU on the
+development box). One shared kernel takes the grouped path too: BasicSR's shared-kernel path (a batch
+of B*C single-channel images) is 5-8x slower on CPU. ``stride`` keeps every ``stride``-th output
+(``out[..., ::stride, ::stride]``), computed directly by a strided conv: s-fold subsampling after a
+blur costs 1/s^2 of the blur.
 ``blur_separable`` does a rank-1 kernel as two 1-D passes.
 """
 
@@ -74,7 +76,7 @@ def pad2d(x: Tensor, top: int, bottom: int, left: int, right: int, mode: str = '
 
 def _use_fft(taps: int, pixels: int) -> bool:
     """Whether the FFT beats the direct conv (crossovers measured on the development CPU)."""
-    return taps >= (21 * 21 if pixels >= 300 * 300 else 25 * 25 if pixels >= 150 * 150 else 31 * 31)
+    return taps >= (15 * 15 if pixels >= 200 * 200 else 21 * 21 if pixels >= 100 * 100 else 31 * 31)
 
 
 def _anchor(size: int, flip: bool) -> tuple[int, int]:
@@ -99,11 +101,11 @@ def _per_sample(kernels: Tensor, x: Tensor, dims: int) -> Tensor:
     return k.expand(x.shape[0], *k.shape[1:])
 
 
-def _grouped_conv(xp: Tensor, weight: Tensor) -> Tensor:
+def _grouped_conv(xp: Tensor, weight: Tensor, stride: int = 1) -> Tensor:
     """Depthwise conv of (b, C, Hp, Wp) with per-sample (b, kh, kw) weights, valid region."""
     b, c, hp, wp = xp.shape
     w = weight.repeat_interleave(c, 0).unsqueeze(1)
-    out = F.conv2d(xp.reshape(1, b * c, hp, wp), w, groups=b * c)
+    out = F.conv2d(xp.reshape(1, b * c, hp, wp), w, stride=stride, groups=b * c)
     return out.reshape(b, c, *out.shape[-2:])
 
 
@@ -131,11 +133,11 @@ def _fft_conv(xp: Tensor, weight: Tensor) -> Tensor:
 
 
 def blur(x: Tensor, kernels: Tensor, padding: str = 'reflect', flip: bool = False,
-         method: str = 'auto') -> Tensor:
+         method: str = 'auto', stride: int = 1) -> Tensor:
     """Filter (B, C, H, W) ``x`` with per-sample ``kernels`` (B, kh, kw), or one (kh, kw) / (1, kh, kw).
 
     ``padding`` in :data:`PADDINGS`; ``flip=True`` for SciPy/KAIR convolution; ``method`` 'auto',
-    'conv' or 'fft'. With odd kernels ``blur(x, k, 'reflect', method='conv')`` equals BasicSR's
+    'conv' or 'fft'; ``stride`` keeps every ``stride``-th output pixel (from the first). With odd kernels ``blur(x, k, 'reflect', method='conv')`` equals BasicSR's
     ``filter2D(x, k)`` bit for bit; the float32 FFT differs by ~1e-6 (2e-6 at 51 x 51).
     """
     if method not in ('auto', 'conv', 'fft'):
@@ -145,8 +147,12 @@ def blur(x: Tensor, kernels: Tensor, padding: str = 'reflect', flip: bool = Fals
         weight = weight.flip(-2, -1)
     kh, kw = weight.shape[-2:]
     (top, bottom), (left, right) = _anchor(kh, flip), _anchor(kw, flip)
-    use_fft = method == 'fft' or (method == 'auto' and _use_fft(kh * kw, x.shape[-2] * x.shape[-1]))
-    op = _fft_conv if use_fft else _grouped_conv
+    pixels = x.shape[-2] * x.shape[-1] // stride ** 2  # outputs computed by the conv
+    use_fft = method == 'fft' or (method == 'auto' and _use_fft(kh * kw, pixels * stride ** 2) and stride == 1)
+
+    def op(xp: Tensor, w: Tensor) -> Tensor:
+        return _fft_conv(xp, w)[..., ::stride, ::stride] if use_fft else _grouped_conv(xp, w, stride)
+
     x = x.contiguous()
     hw = (x.shape[-2] + kh - 1) * (x.shape[-1] + kw - 1)
     parts = [op(pad2d(x[s], top, bottom, left, right, padding), weight[s]) for s in _chunks(x, hw)]

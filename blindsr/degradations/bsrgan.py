@@ -138,7 +138,7 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
         sf = steps[0].key[0]
         sigma = _stack(steps, 'sigma', dev)
         kernels = shift_kernels(gaussian_kernels(_BLUR_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
-        return blur(x, kernels.to(x.dtype), 'reflect', flip=True)[..., 0::sf, 0::sf].clamp(0, 1)
+        return blur(x, kernels.to(x.dtype), 'reflect', flip=True, stride=sf).clamp(0, 1)  # [0::sf] samples
     if op == 'resize':
         size, clip = steps[0].key
         out = resize(x, size, [CV2_MODES[s.values['mode']] for s in steps])

@@ -39,7 +39,7 @@ from blindsr.degradations.kernels import gaussian_kernels, sample_gaussian_param
 from blindsr.degradations.noise import Generators, randn
 from blindsr.degradations.pipeline import Pipeline, Streams
 from blindsr.degradations.resize import imresize
-from blindsr.degradations.resize_modes import quantize, subsample
+from blindsr.degradations.resize_modes import quantize
 from blindsr.registry import DEGRADATION_REGISTRY
 
 __all__ = ['ClassicDegradation', 'ClassicVariant', 'PRESETS', 'classic_kernels', 'degrade_classic']
@@ -92,8 +92,11 @@ def degrade_classic(hr: Tensor, kernels: Tensor, noise: Tensor | float, scale: i
     if h % scale or w % scale:
         raise ValueError(f'HR size {h}x{w} is not a multiple of scale {scale}; mod-crop the HR images first')
     x = hr.reshape(b * n, *hr.shape[-3:])
-    x = blur(x, kernels.to(x.device, x.dtype).repeat_interleave(n, 0), variant.padding)
-    x = imresize(x, 1 / scale, border='replicate') if variant.downsampler == 'bicubic' else subsample(x, scale)
+    kernels = kernels.to(x.device, x.dtype).repeat_interleave(n, 0)
+    if variant.downsampler == 'bicubic':
+        x = imresize(blur(x, kernels, variant.padding), 1 / scale, border='replicate')
+    else:  # blur only where [0::s, 0::s] samples it
+        x = blur(x, kernels, variant.padding, stride=scale)
     lr = x.reshape(b, n, *x.shape[-3:])
     noise = torch.as_tensor(noise, dtype=lr.dtype, device=lr.device).reshape(-1, 1, 1, 1, 1)
     if bool((noise > 0).any()):

@@ -1,5 +1,5 @@
-"""Resizing as OpenCV's ``cv2.resize`` and torch's ``F.interpolate`` do it, on batched tensors; s-fold
-subsampling and 8-bit quantisation.
+"""Resizing as OpenCV's ``cv2.resize`` and torch's ``F.interpolate`` do it, on batched tensors; 8-bit
+quantisation. (s-fold subsampling after a blur is :func:`blindsr.degradations.blur.blur`'s ``stride``.)
 
 :func:`resize` with ``backend='opencv'`` reproduces ``cv2.resize`` on float32 images (KAIR's BSRGAN
 degradation uses it with interpolation codes 1, 2, 3 = linear, cubic, area) in torch, on any device:
@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['resize', 'resize_matrix_opencv', 'subsample', 'quantize', 'MODES']
+__all__ = ['resize', 'resize_matrix_opencv', 'quantize', 'MODES']
 
 MODES = ('nearest', 'bilinear', 'bicubic', 'area')
 _A = -0.75  # OpenCV's cubic coefficient
@@ -166,11 +166,6 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
 
     out = matrices(in_h, out_h, inv_h) @ work @ matrices(in_w, out_w, inv_w).mT
     return out.to(x.dtype)
-
-
-def subsample(x: Tensor, scale: int, offset: int = 0) -> Tensor:
-    """s-fold subsampling ``x[..., offset::scale, offset::scale]`` (contiguous copy)."""
-    return x[..., offset::scale, offset::scale].contiguous()
 
 
 def quantize(x: Tensor) -> Tensor:
