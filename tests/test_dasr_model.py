@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from blindsr.checkpoint import read_checkpoint
 from blindsr.data.paired_dataset import settings_of
 from conftest import REPO
 from test_testsets import load_script
-from test_train import DDP_SCRIPT, free_port, run_cli
+from test_train import train_two_ranks
 
 make_testset = load_script().make_testset
 
@@ -90,13 +89,7 @@ def test_dasr_needs_patch_pairs(tmp_path, photo_dirs):
 
 def test_ddp_gathers_keys_of_both_ranks(tmp_path, photo_dirs):
     opt_path = dasr_options(tmp_path, photo_dirs, 'ddp', 'encoder', total_iter=2)
-    script = tmp_path / 'ddp_train.py'
-    script.write_text(DDP_SCRIPT)
-    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}']
-    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), '--set', 'datasets.train.dataset_enlarge_ratio=4'],
-                     tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ranks = [torch.load(tmp_path / 'experiments' / 'ddp' / f'rank{r}.pth') for r in (0, 1)]
+    _, ranks = train_two_ranks(tmp_path, opt_path, 'datasets.train.dataset_enlarge_ratio=4')
     for name in ('net_g', 'moco'):  # BatchNorm running statistics stay per rank, as usual under DDP
         same = [torch.equal(ranks[0][name][k], ranks[1][name][k]) for k in ranks[0][name] if 'running_' not in k]
         assert all(same), name

@@ -226,17 +226,23 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_ddp_two_ranks_identical_weights_and_gathered_validation(tmp_path, photo_dirs):
-    write_photos(photo_dirs['val'], ['immunohistochemistry', 'astronaut'], size=48)  # 3 images: shards 2 + 1
-    opt_path = tiny_options(tmp_path, photo_dirs, 'ddp', total_iter=4)
+def train_two_ranks(tmp_path: Path, opt_path: Path, *sets: str) -> tuple[list[str], list[dict]]:
+    """Train ``opt_path`` (run name 'ddp') on two ranks; the torchrun command and each rank's networks."""
     script = tmp_path / 'ddp_train.py'
     script.write_text(DDP_SCRIPT)
     torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}']
-    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), '--set', 'datasets.train.batch_size_per_gpu=1'],
-                     tmp_path)
+    args = [item for value in sets for item in ('--set', value)]
+    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), *args], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return torchrun, [torch.load(tmp_path / 'experiments' / 'ddp' / f'rank{r}.pth') for r in (0, 1)]
+
+
+def test_ddp_two_ranks_identical_weights_and_gathered_validation(tmp_path, photo_dirs):
+    write_photos(photo_dirs['val'], ['immunohistochemistry', 'astronaut'], size=48)  # 3 images: shards 2 + 1
+    opt_path = tiny_options(tmp_path, photo_dirs, 'ddp', total_iter=4)
+    torchrun, ranks = train_two_ranks(tmp_path, opt_path, 'datasets.train.batch_size_per_gpu=1')
     run = tmp_path / 'experiments' / 'ddp'
-    w0, w1 = torch.load(run / 'rank0.pth')['net_g'], torch.load(run / 'rank1.pth')['net_g']
+    w0, w1 = ranks[0]['net_g'], ranks[1]['net_g']
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     state = read_checkpoint(run / 'training_states' / '4.state')
     assert len(state['rng']) == 2 and not torch.equal(state['rng'][0]['generator'], state['rng'][1]['generator'])
