@@ -58,7 +58,7 @@ from blindsr.registry import DEGRADATION_REGISTRY
 __all__ = ['BSRGANDegradation', 'BSRGANPlusDegradation', 'Step', 'run_plans']
 
 CV2_MODES = ('bilinear', 'bicubic', 'area')  # KAIR's random.choice([1, 2, 3])
-_BLUR_SIZE = 25  # largest kernel of the model (add_blur: 7..25; downsample2: 25)
+_SHIFTED_SIZE = 25  # downsample2's shifted Gaussian (add_blur's kernels are 7..25, each its own size)
 
 
 @dataclass
@@ -129,15 +129,16 @@ def _stack(steps: list[Step], name: str, device: torch.device, dtype=torch.float
 def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generator], jpeg_flavour: str) -> Tensor:
     """Run one op on a group ``x`` (n, 3, h, w) whose samples have the plans' ``steps``."""
     dev = x.device
-    if op == 'blur':
-        kernels = gaussian_kernels(_BLUR_SIZE, _stack(steps, 'var_x', dev), _stack(steps, 'var_y', dev),
+    if op == 'blur':  # kernels of each sample's own odd size, on the group's largest grid
+        sizes = [s.values['size'] for s in steps]
+        kernels = gaussian_kernels(max(sizes), _stack(steps, 'var_x', dev), _stack(steps, 'var_y', dev),
                                    _stack(steps, 'theta', dev), 'variance',
-                                   support=_stack(steps, 'size', dev), dtype=x.dtype)
+                                   support=torch.tensor(sizes, device=dev), dtype=x.dtype)
         return blur(x, kernels, 'reflect', flip=True)
     if op == 'shifted_down':
         sf = steps[0].key[0]
         sigma = _stack(steps, 'sigma', dev)
-        kernels = shift_kernels(gaussian_kernels(_BLUR_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
+        kernels = shift_kernels(gaussian_kernels(_SHIFTED_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
         return blur(x, kernels.to(x.dtype), 'reflect', flip=True, stride=sf).clamp(0, 1)  # [0::sf] samples
     if op == 'resize':
         size, clip = steps[0].key
@@ -189,16 +190,16 @@ NOISE = ('level', 'branch', 'mix')
 def _record(plans: list[list[Step]], schema: dict[str, tuple[str, ...]], device: torch.device) -> dict[str, Tensor]:
     """Per-sample tensors ``<step name>_<value>`` for every entry of the pipeline's ``schema`` (the same
     keys whatever was drawn, so per-sample results collate); NaN where a sample's plan has no such step."""
+    steps = [{s.name: s.values for s in plan} for plan in plans]
     out = {}
     for name, fields in schema.items():
         for value in fields:
-            shape = (3, 3) if value == 'mix' else ()
-            rows = []
-            for plan in plans:
-                found = [s.values[value] for s in plan if s.name == name and value in s.values]
-                rows.append(torch.as_tensor(found[0], dtype=torch.float32) if found
-                            else torch.full(shape, float('nan')))
-            out[f'{name}_{value}'] = torch.stack(rows).to(device)
+            if value == 'mix':
+                rows = [s.get(name, {}).get(value, torch.full((3, 3), float('nan'))) for s in steps]
+                out[f'{name}_{value}'] = torch.stack(rows).float().to(device)
+            else:
+                rows = [float(s.get(name, {}).get(value, float('nan'))) for s in steps]
+                out[f'{name}_{value}'] = torch.tensor(rows, dtype=torch.float32, device=device)
     return out
 
 
