@@ -49,7 +49,7 @@ from blindsr.degradations.jpeg import jpeg, jpeg_opencv
 from blindsr.degradations.kernels import gaussian_kernels, shift_kernels
 from blindsr.degradations.noise import (add_bsrgan_gaussian_noise, add_bsrgan_poisson_noise, add_speckle_noise,
                                         sample_bsrgan_gaussian_noise, sample_bsrgan_poisson_noise)
-from blindsr.degradations.pipeline import Pipeline, Streams
+from blindsr.degradations.pipeline import Draw, Pipeline, Streams
 from blindsr.degradations.resize import imresize
 from blindsr.degradations.resize_modes import resize
 from blindsr.degradations.sharpen import usm_sharp
@@ -72,26 +72,7 @@ class Step:
     values: dict = field(default_factory=dict)
 
 
-class _Draw:
-    """Python-``random``-style draws from one sample's CPU generator."""
-
-    def __init__(self, generator: torch.Generator):
-        self.g = generator
-
-    def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
-        return low + (high - low) * torch.rand(1, generator=self.g, dtype=torch.float64).item()
-
-    def randint(self, low: int, high: int) -> int:  # inclusive, as random.randint
-        return int(torch.randint(low, high + 1, (1,), generator=self.g).item())
-
-    def choice(self, options: tuple):
-        return options[self.randint(0, len(options) - 1)]
-
-    def permutation(self, values: list[int]) -> list[int]:
-        return [values[i] for i in torch.randperm(len(values), generator=self.g).tolist()]
-
-
-def _blur_step(d: _Draw, sf: int, name: str) -> Step:
+def _blur_step(d: Draw, sf: int, name: str) -> Step:
     """KAIR ``add_blur``: kernel parameters as covariance eigenvalues (variances), size, theta."""
     if d.uniform() < 0.5:
         l1, l2 = (4.0 + sf) * d.uniform(), (4.0 + sf) * d.uniform()
@@ -105,17 +86,17 @@ def _blur_step(d: _Draw, sf: int, name: str) -> Step:
     return Step('blur', name, (), values)
 
 
-def _resize_step(d: _Draw, name: str, size: tuple[int, int], clip: bool = True) -> Step:
+def _resize_step(d: Draw, name: str, size: tuple[int, int], clip: bool = True) -> Step:
     mode = d.choice(CV2_MODES)
     return Step('resize', name, (size, clip), {'mode': CV2_MODES.index(mode), 'out_h': size[0], 'out_w': size[1]})
 
 
-def _noise_step(d: _Draw, name: str, speckle: bool = False) -> Step:
+def _noise_step(d: Draw, name: str, speckle: bool = False) -> Step:
     draw = sample_bsrgan_gaussian_noise(1, generator=d.g)
     return Step('speckle' if speckle else 'noise', name, (), {k: v[0] for k, v in draw.items()})
 
 
-def _jpeg_step(d: _Draw, name: str) -> Step:
+def _jpeg_step(d: Draw, name: str) -> Step:
     return Step('jpeg', name, (), {'quality': d.randint(30, 95)})
 
 
@@ -215,7 +196,7 @@ class _KAIRPipeline(Pipeline):
         self.jpeg = jpeg
         self.lq_patchsize = lq_patchsize
 
-    def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
+    def plan(self, d: Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
         """The sample's op order and steps for an (h, w) input."""
         raise NotImplementedError
 
@@ -231,7 +212,7 @@ class _KAIRPipeline(Pipeline):
         if patch and (h < patch * sf or w < patch * sf):
             raise ValueError(f'HR size {h}x{w} is smaller than lq_patchsize {patch} x scale {sf}')
         streams = Streams(seeds, hr.device)
-        draws = [_Draw(g) for g in streams.params]
+        draws = [Draw(g) for g in streams.params]
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
         gt = self.target(hr)
         lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
@@ -265,7 +246,7 @@ class BSRGANDegradation(_KAIRPipeline):
     schema = {'down1': RESIZE, 'blur0': BLUR, 'blur1': BLUR, 'down2': RESIZE + ('factor', 'sigma'), 'down3': RESIZE,
               'noise': NOISE, 'jpeg': ('quality',), 'jpeg_final': ('quality',)}
 
-    def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
+    def plan(self, d: Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
         sf, steps, size = self.scale, [], (h, w)
         if sf == 4 and d.uniform() < 0.25:  # downsample1
             size = (int(1 / 2 * h), int(1 / 2 * w))
@@ -329,7 +310,7 @@ class BSRGANPlusDegradation(_KAIRPipeline):
     def target(self, hr: Tensor) -> Tensor:
         return usm_sharp(hr) if self.use_sharp else hr
 
-    def plan(self, d: _Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
+    def plan(self, d: Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
         sf, steps, size = self.scale, [], (h, w)
         if d.uniform() < self.shuffle_prob:
             order = d.permutation(list(range(13)))

@@ -152,7 +152,7 @@ class ClassicDegradation(Pipeline):
             shared = self._draw(streams.batch)
             params = {k: v.expand(len(streams)).to(hr.device) for k, v in shared.items()}
         else:
-            params = streams.draw(lambda _, generator: self._draw(generator))
+            params = streams.draw(self._draw)
         params['kernel'] = classic_kernels(self.variant, self.scale, params['sigma_x'], params['sigma_y'],
                                            params['theta'])
         noise_gen = streams.noise[:1] * len(streams) if self.variant.per_batch else streams.noise

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ['Pipeline', 'Streams', 'sample_seeds']
+__all__ = ['Draw', 'Pipeline', 'Streams', 'sample_seeds']
 
 _NOISE = 0x6E6F697365  # stream offsets: the noise and batch generators differ from the parameter one
 _BATCH = 0x6261746368
@@ -51,16 +51,30 @@ class Streams:
     def __len__(self) -> int:
         return len(self.seeds)
 
-    def draw(self, sampler: Callable[..., dict[str, Tensor]], **kwargs) -> dict[str, Tensor]:
-        """Call ``sampler(1, generator=g, **kwargs)`` with each sample's generator; concatenate, on
-        the device."""
-        draws = [sampler(1, generator=g, **kwargs) for g in self.params]
+    def draw(self, sampler: Callable[[torch.Generator], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Call ``sampler(generator)`` (one sample's draws, length-1 tensors) with each sample's
+        generator; concatenate, on the device."""
+        draws = [sampler(g) for g in self.params]
         return {k: torch.cat([d[k] for d in draws]).to(self.device) for k in draws[0]}
 
-    def uniform(self, low: float, high: float) -> Tensor:
-        """One U[low, high) value per sample (float32, on the device)."""
-        values = [torch.rand(1, generator=g) for g in self.params]
-        return (torch.cat(values) * (high - low) + low).to(self.device)
+
+class Draw:
+    """Python-``random``-style scalar draws from one sample's CPU generator."""
+
+    def __init__(self, generator: torch.Generator):
+        self.g = generator
+
+    def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
+        return low + (high - low) * torch.rand(1, generator=self.g, dtype=torch.float64).item()
+
+    def randint(self, low: int, high: int) -> int:  # inclusive, as random.randint
+        return int(torch.randint(low, high + 1, (1,), generator=self.g).item())
+
+    def choice(self, options: tuple):
+        return options[self.randint(0, len(options) - 1)]
+
+    def permutation(self, values: list[int]) -> list[int]:
+        return [values[i] for i in torch.randperm(len(values), generator=self.g).tolist()]
 
 
 class Pipeline:

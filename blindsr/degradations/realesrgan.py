@@ -36,7 +36,7 @@ from blindsr.degradations.jpeg import jpeg
 from blindsr.degradations.kernels import mixed_kernels, sample_kernel_sizes, sample_mixed_params, sinc_kernels
 from blindsr.degradations.noise import (add_gaussian_noise, add_poisson_noise, sample_gaussian_noise,
                                         sample_poisson_noise)
-from blindsr.degradations.pipeline import Pipeline, Streams
+from blindsr.degradations.pipeline import Draw, Pipeline, Streams
 from blindsr.degradations.resize_modes import quantize, resize
 from blindsr.degradations.sharpen import usm_sharp
 from blindsr.registry import DEGRADATION_REGISTRY
@@ -58,10 +58,6 @@ DEFAULTS = dict(
     second_blur_prob=0.8, resize_prob2=(0.3, 0.4, 0.3), resize_range2=(0.3, 1.2), gaussian_noise_prob2=0.5,
     noise_range2=(1.0, 25.0), poisson_scale_range2=(0.05, 2.5), gray_noise_prob2=0.4, jpeg_range2=(30.0, 95.0),
 )
-
-
-def _u(generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> float:
-    return low + (high - low) * torch.rand(1, generator=generator, dtype=torch.float64).item()
 
 
 class RealESRGANDegradation(Pipeline):
@@ -86,44 +82,44 @@ class RealESRGANDegradation(Pipeline):
     def _kernel(self, g: torch.Generator, second: bool) -> dict[str, Tensor]:
         """One sample's kernel1 (or kernel2) parameters, as RealESRGANDataset draws them."""
         suffix = '2' if second else ''
-        o = self.o
+        o, d = self.o, Draw(g)
         size = sample_kernel_sizes(1, 7, KERNEL_SIZE, generator=g)
-        sinc = _u(g) < o['sinc_prob' + suffix]
-        omega = _u(g, math.pi / 3 if size.item() < 13 else math.pi / 5, math.pi)
+        sinc = d.uniform() < o['sinc_prob' + suffix]
+        omega = d.uniform(math.pi / 3 if size.item() < 13 else math.pi / 5, math.pi)
         mixed = sample_mixed_params(1, o['kernel_list' + suffix], o['kernel_prob' + suffix],
                                     o['blur_sigma' + suffix], o['blur_sigma' + suffix], (-math.pi, math.pi),
                                     o['betag_range' + suffix], o['betap_range' + suffix], generator=g)
         return {'size': size, 'sinc': torch.tensor([sinc]), 'omega_c': torch.tensor([omega]), **mixed}
 
     def _sample(self, g: torch.Generator) -> dict[str, Tensor]:
-        o = self.o
+        o, d = self.o, Draw(g)
         k1, k2 = self._kernel(g, False), self._kernel(g, True)
-        final = {'final_sinc': torch.tensor([_u(g) < o['final_sinc_prob']]),
+        final = {'final_sinc': torch.tensor([d.uniform() < o['final_sinc_prob']]),
                  'final_size': sample_kernel_sizes(1, 7, KERNEL_SIZE, generator=g),
-                 'final_omega_c': torch.tensor([_u(g, math.pi / 3, math.pi)])}
+                 'final_omega_c': torch.tensor([d.uniform(math.pi / 3, math.pi)])}
         noise = {}
         for n, suffix in (('1', ''), ('2', '2')):
             gauss = sample_gaussian_noise(1, o['noise_range' + suffix], o['gray_noise_prob' + suffix], g)
             poisson = sample_poisson_noise(1, o['poisson_scale_range' + suffix], o['gray_noise_prob' + suffix], g)
             noise.update({f'noise{n}_sigma': gauss['sigma'], f'noise{n}_sigma_gray': gauss['gray'],
                           f'noise{n}_poisson_scale': poisson['scale'], f'noise{n}_poisson_gray': poisson['gray'],
-                          f'jpeg{n}_quality': torch.tensor([_u(g, *o['jpeg_range' + suffix])])})
+                          f'jpeg{n}_quality': torch.tensor([d.uniform(*o['jpeg_range' + suffix])])})
         return {**{f'kernel1_{k}': v for k, v in k1.items()}, **{f'kernel2_{k}': v for k, v in k2.items()},
                 **final, **noise}
 
     def _structure(self, g: torch.Generator) -> dict[str, float]:
         """The per-batch draws, in feed_data's order."""
-        o, s = self.o, {}
+        o, s, d = self.o, {}, Draw(g)
         for n, suffix in (('1', ''), ('2', '2')):
             if n == '2':
-                s['blur2'] = float(_u(g) < o['second_blur_prob'])
+                s['blur2'] = float(d.uniform() < o['second_blur_prob'])
             probs = torch.tensor(o['resize_prob' + suffix], dtype=torch.float64)
             updown = int(torch.multinomial(probs, 1, generator=g))
             low, high = o['resize_range' + suffix]
-            s[f'resize{n}_factor'] = _u(g, 1, high) if updown == 0 else _u(g, low, 1) if updown == 1 else 1.0
+            s[f'resize{n}_factor'] = d.uniform(1, high) if updown == 0 else d.uniform(low, 1) if updown == 1 else 1.0
             s[f'resize{n}_mode'] = float(torch.randint(3, (1,), generator=g))
-            s[f'noise{n}_gaussian'] = float(_u(g) < o['gaussian_noise_prob' + suffix])
-        s['final_resize_first'] = float(_u(g) < 0.5)
+            s[f'noise{n}_gaussian'] = float(d.uniform() < o['gaussian_noise_prob' + suffix])
+        s['final_resize_first'] = float(d.uniform() < 0.5)
         s['final_mode'] = float(torch.randint(3, (1,), generator=g))
         return s
 
@@ -146,7 +142,7 @@ class RealESRGANDegradation(Pipeline):
         if h % sf or w % sf:
             raise ValueError(f'HR size {h}x{w} is not a multiple of scale {sf}; mod-crop the HR images first')
         streams = Streams(seeds, hr.device)
-        p = streams.draw(lambda _, generator: self._sample(generator))
+        p = streams.draw(self._sample)
         s = self._structure(streams.batch)
         p['kernel1'], p['kernel2'] = self._kernels(p, 'kernel1_'), self._kernels(p, 'kernel2_')
         delta = torch.zeros(KERNEL_SIZE, KERNEL_SIZE, device=hr.device)
