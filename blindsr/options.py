@@ -23,6 +23,7 @@ from blindsr.registry import (
     ARCH_REGISTRY,
     DATASET_REGISTRY,
     DEGRADATION_REGISTRY,
+    LOSS_REGISTRY,
     MODEL_REGISTRY,
     Registry,
     RegistryError,
@@ -76,11 +77,14 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     'grad_clip': None,
     'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99], 'weight_decay': 0},
     'scheduler': {'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5},
-    'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+    'losses': [{'type': 'L1Loss', 'loss_weight': 1.0}],
 }
 
+# BasicSR's one-section-per-loss layout; blindsr lists the terms under train.losses instead
+BASICSR_LOSS_SECTIONS = ('pixel_opt', 'perceptual_opt', 'gan_opt')
+
 VAL_DEFAULTS: dict[str, Any] = {
-    'val_freq': 1000, 'save_img': True, 'save_img_count': 4,
+    'val_freq': 1000, 'save_img': True, 'save_img_count': 4, 'save_comparison': False, 'bicubic_baseline': False,
     'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': None, 'test_y_channel': True},
                 'ssim': {'type': 'calculate_ssim', 'crop_border': None, 'test_y_channel': True}},
 }
@@ -242,9 +246,18 @@ def validate(opt: dict, path: Path | str, is_train: bool) -> None:
         _check_type(train['total_iter'], int, 'train.total_iter', path)
         if train['total_iter'] < 1:
             raise OptionsError(f"{path}: train.total_iter must be >= 1, got {train['total_iter']}.")
-        for key in ('optim_g', 'scheduler', 'pixel_opt'):  # a missing 'type' comes from TRAIN_DEFAULTS
+        for key in ('optim_g', 'optim_d', 'scheduler'):  # a missing 'type' comes from TRAIN_DEFAULTS
             if train.get(key) is not None:
                 _check_type(train[key], dict, f'train.{key}', path)
+        old = [k for k in BASICSR_LOSS_SECTIONS if k in train]
+        if old:
+            raise OptionsError(f"{path}: train.{old[0]} is BasicSR's layout; blindsr lists loss terms under "
+                               'train.losses, e.g. losses: [{type: L1Loss, loss_weight: 1.0}, {type: GANLoss, '
+                               'gan_type: lsgan, loss_weight: 0.1}].')
+        if 'losses' in train:
+            _check_type(train['losses'], list, 'train.losses', path)
+            for i, term in enumerate(train['losses']):
+                _check_registered(LOSS_REGISTRY, term, f'train.losses[{i}]', path)
         if 'ema_decay' in train:
             _check_type(train['ema_decay'], float, 'train.ema_decay', path)
             if not 0 <= train['ema_decay'] < 1:

@@ -3,9 +3,10 @@
 Loads ``path.pretrain_network_g`` (any layout :func:`blindsr.load_pretrained` understands), runs
 every dataset under ``datasets:`` and writes, per dataset, the SR images and a results table
 (``results.md`` and ``results.json``: per-image and mean metrics plus timing) into
-``path.results_root`` (default ``results/<name>``). Datasets without ground truth give SR images
-and timing only. A ``TestSetFolder`` entry without ``setting`` stands for every setting of its
-make_testsets folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
+``path.results_root`` (default ``results/<name>``). Datasets without ground truth (real LR images)
+give SR images, timing and the no-reference metrics (NIQE). ``val.bicubic_baseline`` adds every
+metric of bicubic upsampling; ``val.save_comparison`` writes LR | SR (| HR) images beside the SR
+images. A ``TestSetFolder`` entry without ``setting`` stands for every setting of its make_testsets folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
 tabulate the means per set as the papers do (rows: scale, columns: setting, cells PSNR / SSIM).
 Works under torchrun too (each rank takes a shard).
 """
@@ -55,7 +56,8 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
         folder = results_root / name
         logger.info(f'Testing {name}: {len(dataset)} images -> {folder}')
         result = evaluate(model, loader, val_opt['metrics'], folder if val_opt['save_img'] else None,
-                          progress=dist_info.is_main, bicubic_baseline=val_opt.get('bicubic_baseline', False))
+                          progress=dist_info.is_main, bicubic_baseline=val_opt['bicubic_baseline'],
+                          save_comparison=val_opt['save_comparison'])
         out[name] = result
         if dist_info.is_main:
             table = results_markdown(f"{opt['name']} on {name}", result)

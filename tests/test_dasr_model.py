@@ -35,7 +35,7 @@ def dasr_options(tmp_path: Path, photo_dirs: dict, name: str, stage: str, **trai
         'moco': {'queue_size': 16},
         'path': {'experiments_root': str(tmp_path / 'experiments' / name)},
         'train': {'stage': stage, 'total_iter': 4, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
-                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 255.0}, **train},
+                  'losses': [{'type': 'L1Loss', 'loss_weight': 255.0}], **train},
         'val': {'val_freq': 4, 'save_img': False},
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 2},
     }

@@ -132,7 +132,8 @@ def test_per_sample_degradation_in_dataloader_workers(tmp_path, photo_dirs):
 
 
 TINY_NETS = {'BSRNet': {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
-             'DASR': {'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8}}
+             'DASR': {'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8},
+             'UNetDiscriminatorSN': {'num_feat': 4}}
 
 
 @pytest.mark.parametrize('recipe', sorted((REPO / 'options' / 'train').rglob('*.yml')), ids=lambda p: p.stem)
@@ -144,7 +145,12 @@ def test_every_training_recipe_runs(tmp_path, photo_dirs, recipe):
             'datasets.train.dataroot_gt': photo_dirs['train'], 'datasets.train.gt_size': 48,
             'datasets.train.batch_size_per_gpu': 2, 'datasets.train.num_worker_per_gpu': 0,
             'train.total_iter': 2, 'val.val_freq': 2, 'logger.save_checkpoint_freq': 2}
-    sets.update({f'network_g.{k}': v for k, v in TINY_NETS[opt['network_g']['type']].items()})
+    for net in ('network_g', 'network_d'):
+        if net in opt:
+            sets.update({f'{net}.{k}': v for k, v in TINY_NETS[opt[net]['type']].items()})
+    for i, term in enumerate(opt['train'].get('losses', [])):
+        if term['type'] == 'VGGPerceptualLoss':  # no ImageNet VGG19 here: random features, explicitly
+            sets[f'train.losses.{i}.vgg_weights'] = 'random'
     if 'val' in opt['datasets']:
         sets['datasets.val.dataroot_gt'] = photo_dirs['val']
     for key, small in (('lq_patchsize', 12), ('gt_size', 32), ('pool_size', 4)):  # pipeline crops and pool

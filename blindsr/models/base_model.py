@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -135,11 +135,14 @@ class BaseModel:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
-        """Backward ``loss`` and step optimizer ``name`` through the AMP scaler, with optional clipping."""
+    def step(self, name: str, *losses: torch.Tensor | Callable[[], torch.Tensor], clip: float | None = None) -> None:
+        """Backward each loss in turn (gradients add up) and step optimizer ``name`` through the AMP scaler,
+        with optional clipping. A loss given as a function is computed after the previous backward, so
+        a DDP-wrapped network runs each forward right before its own backward."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        for loss in losses:
+            self.scaler.scale(loss() if callable(loss) else loss).backward()
         if clip:
             self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g['params']], clip)

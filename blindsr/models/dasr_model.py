@@ -6,10 +6,10 @@ the ``classic`` pipeline in paired mode so both share one degradation (B, 2, 3, 
 with the key encoder's embedding of patch 1 against the queue. ``train.stage``:
 
 - ``encoder``: only the encoder trains (the generator is frozen), loss = InfoNCE;
-- ``joint``: the whole network, loss = pixel loss(SR(patch 0), HR patch 0) + ``contrastive_weight`` *
-  InfoNCE, the encoder still trainable (SR gradients reach it through the representation).
+- ``joint``: the whole network, loss = ``train.losses`` on (SR(patch 0), HR patch 0) + ``contrastive_weight``
+  * InfoNCE, the encoder still trainable (SR gradients reach it through the representation).
 
-The authors' L1 is on 0..255 values: their weight 1 is ``pixel_opt.loss_weight: 255`` on blindsr's
+The authors' L1 is on 0..255 values: their weight 1 is an L1 term with ``loss_weight: 255`` on blindsr's
 [0, 1] images (the recipes in options/train/dasr do that). MoCo's key encoder and queue are saved in
 the training state (network ``moco``); a ``joint`` run started from an ``encoder`` run's weights
 (``path.pretrain_network_g``) starts a fresh key encoder (a copy of the trained query encoder) and
@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from blindsr import dist
 from blindsr.archs.moco import MoCo, info_nce_accuracy
 from blindsr.dist import DistInfo
+from blindsr.losses import LossTerms
 from blindsr.models.base_model import BaseModel
 from blindsr.models.sr_model import BlindSRModel
-from blindsr.registry import DEGRADATION_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, build
+from blindsr.registry import DEGRADATION_REGISTRY, MODEL_REGISTRY, build
 
 STAGES = ('encoder', 'joint')
 
@@ -61,7 +62,7 @@ class DASRModel(BlindSRModel):
         self.networks['moco'] = moco  # its key encoder and queue are part of the training state
         self.moco = moco
         self.contrastive_weight = float(train.get('contrastive_weight', 1.0))
-        self.pixel_loss = None if encoder_only else build(LOSS_REGISTRY, train['pixel_opt']).to(device)
+        self.losses = None if encoder_only else LossTerms(train['losses']).to(device)
         self.add_optimizer('net_g', self.net_g.parameters(), train['optim_g'], train.get('scheduler'))
         if train.get('ema_decay'):
             self.add_ema('net_g', train['ema_decay'])
@@ -76,7 +77,7 @@ class DASRModel(BlindSRModel):
         query, key = self.lq[:, 0], self.lq[:, 1]
         net = self.wrapped['net_g']
         with self.autocast():
-            if self.pixel_loss is None:
+            if self.losses is None:
                 _, embedding = net(query, sr=False)
             else:
                 sr, _, embedding = net(query, embedding=True)
@@ -84,10 +85,10 @@ class DASRModel(BlindSRModel):
         contrast = F.cross_entropy(logits, labels)
         losses = {'l_contrast': contrast.detach(), 'acc_contrast': info_nce_accuracy(logits.detach())}
         total = self.contrastive_weight * contrast
-        if self.pixel_loss is not None:
-            pixel = self.pixel_loss(sr.float(), self.gt[:, 0])
-            total = total + pixel
-            losses['l_pix'] = pixel.detach()
+        if self.losses is not None:
+            terms = self.losses.reconstruction(sr.float(), self.gt[:, 0])
+            total = total + sum(terms.values())
+            losses.update({name: value.detach() for name, value in terms.items()})
         self.step('net_g', total, clip=self.opt['train'].get('grad_clip'))
         self.update_ema()
         return losses

@@ -1,4 +1,4 @@
-"""``BlindSRModel``: one SR network trained with a pixel loss on HR-only data degraded per batch.
+"""``BlindSRModel``: one SR network trained with its loss terms on HR-only data degraded per batch.
 
 The model degrades HR batches on the device in ``feed_data`` through the degradation registry
 (``degradation:`` in the options) unless the dataset already delivers LR images (paired data or
@@ -13,13 +13,17 @@ import zlib
 import torch
 
 from blindsr.dist import DistInfo
+from blindsr.losses import LossTerms
 from blindsr.models.base_model import BaseModel
-from blindsr.registry import DEGRADATION_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, build
+from blindsr.registry import DEGRADATION_REGISTRY, MODEL_REGISTRY, build
 
 
 @MODEL_REGISTRY.register()
 class BlindSRModel(BaseModel):
-    """SR network + pixel loss (L1 by default) + optional EMA; degradation applied per batch."""
+    """SR network + the weighted terms of ``train.losses`` (L1 by default) + optional EMA; degradation
+    applied per batch."""
+
+    adversarial = False  # whether train.losses may hold a GAN term (a model with a discriminator)
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         super().__init__(opt, device, dist_info)
@@ -29,7 +33,7 @@ class BlindSRModel(BaseModel):
         if self.is_train:
             train = opt['train']
             self.net_g.train()
-            self.pixel_loss = build(LOSS_REGISTRY, train['pixel_opt']).to(device)
+            self.losses = LossTerms(train['losses'], allow_adversarial=self.adversarial).to(device)
             self.add_optimizer('net_g', self.net_g.parameters(), train['optim_g'], train.get('scheduler'))
             if train.get('ema_decay'):
                 self.add_ema('net_g', train['ema_decay'])
@@ -80,10 +84,10 @@ class BlindSRModel(BaseModel):
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
         with self.autocast():
             output = self.wrapped['net_g'](self.lq)
-        loss = self.pixel_loss(output.float(), self.gt)
-        self.step('net_g', loss, clip=self.opt['train'].get('grad_clip'))
+        terms = self.losses.reconstruction(output.float(), self.gt)
+        self.step('net_g', sum(terms.values()), clip=self.opt['train'].get('grad_clip'))
         self.update_ema()
-        return {'l_pix': loss.detach()}
+        return {name: value.detach() for name, value in terms.items()}
 
     @torch.no_grad()
     def infer(self, lq: torch.Tensor) -> torch.Tensor:
