@@ -22,7 +22,7 @@ from blindsr.models.gan_model import BlindSRGANModel
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.options import OptionsError, load_options
 from blindsr.registry import ARCH_REGISTRY, build
-from test_train import tiny_options
+from test_train import tiny_options, train_two_ranks
 
 GAN_TRAIN = {
     'losses': [{'type': 'L1Loss', 'loss_weight': 1.0},
@@ -115,6 +115,17 @@ def test_gan_model_needs_a_discriminator_and_an_adversarial_term(tmp_path, photo
     del opt['network_d']
     with pytest.raises(ValueError, match='needs a network_d section'):
         BlindSRGANModel(opt, torch.device('cpu'))
+
+
+def test_ddp_gan_ranks_stay_identical(tmp_path, photo_dirs):
+    """Under torchrun (gloo, two ranks with different data) G, D and G's EMA stay identical on both ranks:
+    the G step's bare-D forward and D's two backward passes reduce as they should."""
+    _, ranks = train_two_ranks(tmp_path, gan_options(tmp_path, photo_dirs, 'ddp', total_iter=3),
+                               'datasets.train.batch_size_per_gpu=1')
+    assert set(ranks[0]) == {'net_g', 'net_d'}
+    for net in ranks[0]:
+        for key, value in ranks[0][net].items():
+            assert torch.equal(value, ranks[1][net][key]), (net, key)
 
 
 # ---------------------------------------------------------------------------------------------------- discriminator

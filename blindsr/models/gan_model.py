@@ -16,8 +16,9 @@ One iteration, as KAIR's ``ModelGAN`` and BasicSR's ``SRGANModel`` do it:
    (KAIR's order; each DDP forward right before its backward); one optimizer step.
 
 Logged: the G terms, ``l_d_real``, ``l_d_fake`` and the mean D outputs ``out_d_real``/``out_d_fake``.
-The G step calls the bare discriminator (not its DDP wrapper), so under torchrun no gradient
-reduction waits for parameters that are not being trained in that step.
+Under torchrun each D forward must come right before its own backward: with both forwards first,
+DDP reduces only the first backward's gradients and the ranks' discriminators drift apart
+(tests/test_gan.py checks this). The G step calls the bare discriminator, as D does not train there.
 """
 
 from __future__ import annotations
