@@ -47,8 +47,8 @@ def gan_model(tmp_path: Path, photo_dirs: dict, **train) -> BlindSRGANModel:
     return BlindSRGANModel(opt, torch.device('cpu'))
 
 
-def hr_batch() -> dict:
-    img = torch.from_numpy(skimage.data.astronaut()[100:164, 180:244].astype(np.float32) / 255)
+def hr_batch(size: int = 64) -> dict:
+    img = torch.from_numpy(skimage.data.astronaut()[100:100 + size, 180:180 + size].astype(np.float32) / 255)
     return {'gt': img.permute(2, 0, 1)[None].repeat(2, 1, 1, 1)}
 
 
@@ -66,6 +66,17 @@ def test_gan_step_trains_generator_and_discriminator(tmp_path, photo_dirs):
     assert any(not torch.equal(a, b) for a, b in zip(d0, model.net_d.parameters()))
     ema = model.ema['net_g']
     assert any(not torch.equal(a, b) for a, b in zip(ema.parameters(), model.net_g.parameters()))
+
+
+def test_vgg_style_discriminator_trains_too(tmp_path, photo_dirs):
+    opt = load_options(gan_options(tmp_path, photo_dirs), ['network_d={type: VGGStyleDiscriminator, num_in_ch: 3, '
+                                                           'num_feat: 4, input_size: 128}'])
+    model = BlindSRGANModel(opt, torch.device('cpu'))
+    d0 = [p.detach().clone() for p in model.net_d.parameters()]
+    model.feed_data(hr_batch(128))
+    logs = model.optimize_parameters(1)
+    assert all(torch.isfinite(v) for v in logs.values())
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.net_d.parameters()))
 
 
 def test_discriminator_learns_to_separate_real_from_fake(tmp_path, photo_dirs):
