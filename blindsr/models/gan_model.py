@@ -11,9 +11,9 @@ One iteration, as KAIR's ``ModelGAN`` and BasicSR's ``SRGANModel`` do it:
 
 1. G step (when ``it % net_d_iters == 0 and it > net_d_init_iters``): loss = reconstruction terms
    on (SR, HR) + the adversarial term on D(SR) with target "real"; D's parameters get no gradient.
-   Then G's EMA is updated.
 2. D step (every iteration): D(HR) against "real", backward; D(SR, detached) against "fake", backward
    (KAIR's order; each DDP forward right before its backward); one optimizer step.
+3. G's EMA is updated (every iteration, as KAIR and BasicSR do).
 
 Logged: the G terms, ``l_d_real``, ``l_d_fake`` and the mean D outputs ``out_d_real``/``out_d_fake``.
 Under torchrun each D forward must come right before its own backward: with both forwards first,
@@ -56,17 +56,17 @@ class BlindSRGANModel(BlindSRModel):
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
         adversarial, clip = self.losses.adversarial, self.opt['train'].get('grad_clip')
-        with self.autocast():
+        train_g = it % self.net_d_iters == 0 and it > self.net_d_init_iters
+        with torch.set_grad_enabled(train_g), self.autocast():
             sr = self.wrapped['net_g'](self.lq).float()
         logs = {}
-        if it % self.net_d_iters == 0 and it > self.net_d_init_iters:
+        if train_g:
             self.net_d.requires_grad_(False)
             terms = self.losses.reconstruction(sr, self.gt)
             with self.autocast():
                 fake_g = self.net_d(sr).float()  # bare D: nothing of D is reduced or stepped here
             terms[self.losses.adversarial_name] = adversarial(fake_g, True, is_disc=False)
             self.step('net_g', sum(terms.values()), clip=clip)
-            self.update_ema()
             logs.update({name: value.detach() for name, value in terms.items()})
         self.net_d.requires_grad_(True)
         net_d, real, fake = self.wrapped['net_d'], {}, {}
@@ -80,4 +80,5 @@ class BlindSRGANModel(BlindSRModel):
         self.step('net_d', lambda: d_loss(self.gt, True, real), lambda: d_loss(sr.detach(), False, fake), clip=clip)
         logs.update(l_d_real=real['loss'].detach(), l_d_fake=fake['loss'].detach(),
                     out_d_real=real['out'], out_d_fake=fake['out'])
+        self.update_ema()  # every iteration, as KAIR and BasicSR do
         return logs
