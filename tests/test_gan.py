@@ -52,6 +52,15 @@ def hr_batch(size: int = 64) -> dict:
     return {'gt': img.permute(2, 0, 1)[None].repeat(2, 1, 1, 1)}
 
 
+def _filled(net: torch.nn.Module, scale: float = 0.05) -> dict:
+    """Deterministic weights: each entry from a generator seeded by crc32 of its key (SN vectors normalised)."""
+    out = {}
+    for key, value in sorted(net.state_dict().items()):
+        t = torch.randn(value.shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode()))) * scale
+        out[key] = t / t.norm() if key.endswith(('weight_u', 'weight_v')) else t
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- the GAN step
 def test_gan_step_trains_generator_and_discriminator(tmp_path, photo_dirs):
     torch.manual_seed(0)
@@ -139,6 +148,55 @@ def test_ddp_gan_ranks_stay_identical(tmp_path, photo_dirs):
             assert torch.equal(value, ranks[1][net][key]), (net, key)
 
 
+# Recorded OUTSIDE this repo from KAIR@fc1732f models/model_gan.py ModelGAN (options as
+# train_bsrgan_x4_gan.json: L1 1 + perceptual 1 (VGG19 layers 2/7/16/25/34, weights 0.1/0.1/1/1/1, L1,
+# input norm) + lsgan 1, Discriminator_UNet, Adam 5e-5 both, E_decay 0.999) with RRDBNet(nf 8, nb 1, gc 4),
+# ndf 8; G, E and D filled as _filled() does (crc32 of the key, x 0.05), VGG19 features filled the same way
+# x 0.02 and handed to KAIR by replacing torchvision.models.vgg19 (no ImageNet weights here). Two steps on
+# H = torch.rand(2, 3, 64, 64, Generator seed 1) (a new one per step), L = avg_pool2d(H, 4). blindsr's
+# BlindSRGANModel with the same weights in the same run: G within 9.5e-8, D identical, EMA within 3e-8,
+# every loss equal. Below: KAIR's logged losses per step and parameter figures after step 2.
+KAIR_GAN_LOSSES = [  # G_loss (L1), F_loss (perceptual), D_loss (G's lsgan term), D_real, D_fake (mean D outputs)
+    (0.5177741050720215, 0.0076063345186412334, 1.0043234825134277, 0.006618031766265631, -0.0019350000657141209),
+    (0.5181925296783447, 0.007598077412694693, 1.0030558109283447, 0.005812449846416712, -0.0014354379381984472)]
+KAIR_GAN_AFTER = {  # network: (sum of |entries| of its state dict, key, [0, 0, 0, :3] of that key)
+    'net_g': (562.045375, 'conv_first.weight', [-0.10047473758459091, -0.00627507409080863, -0.006275429390370846]),
+    'net_d': (2856.487900, 'conv9.weight', [-0.011548306792974472, -0.016807230189442635, 0.0043625072576105595]),
+    'ema': (562.048703, 'conv_first.weight', [-0.1003749668598175, -0.0061752526089549065, -0.006175611633807421])}
+
+
+def test_two_gan_steps_match_kair(tmp_path):
+    vgg = torchvision.models.vgg19(weights=None).features[:35]
+    torch.save({f'features.{k}': v for k, v in _filled(vgg, 0.02).items()}, tmp_path / 'vgg19.pth')
+    opt = {'name': 'kair', 'model_type': 'BlindSRGANModel', 'scale': 4,
+           'network_g': {'type': 'BSRNet', 'scale': 4, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
+           'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 8},
+           'datasets': {'train': {'type': 'HRImageDataset', 'dataroot_gt': str(tmp_path)}},
+           'train': {'total_iter': 2, 'ema_decay': 0.999, 'optim_g': {'type': 'Adam', 'lr': 5e-5},
+                     'optim_d': {'type': 'Adam', 'lr': 5e-5},
+                     'losses': [{'type': 'L1Loss'},
+                                {'type': 'VGGPerceptualLoss', 'vgg_weights': str(tmp_path / 'vgg19.pth'),
+                                 'layer_weights': {'conv1_2': 0.1, 'conv2_2': 0.1, 'conv3_4': 1, 'conv4_4': 1,
+                                                   'conv5_4': 1}},
+                                {'type': 'GANLoss', 'gan_type': 'lsgan'}]}}
+    (tmp_path / 'kair.yml').write_text(yaml.safe_dump(opt))
+    model = BlindSRGANModel(load_options(tmp_path / 'kair.yml'), torch.device('cpu'))
+    for net in (model.net_g, model.ema['net_g'], model.net_d):
+        net.load_state_dict(_filled(net))
+    g = torch.Generator().manual_seed(1)
+    for it, expected in enumerate(KAIR_GAN_LOSSES, 1):
+        model.gt = torch.rand(2, 3, 64, 64, generator=g)
+        model.lq = F.avg_pool2d(model.gt, 4)
+        logs = model.optimize_parameters(it)
+        got = [logs[k].item() for k in ('l_pix', 'l_percep', 'l_g_gan', 'out_d_real', 'out_d_fake')]
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-8), it
+    for name, net in (('net_g', model.net_g), ('net_d', model.net_d), ('ema', model.ema['net_g'])):
+        total, key, probe = KAIR_GAN_AFTER[name]
+        state = net.state_dict()
+        assert sum(v.abs().sum().item() for v in state.values()) == pytest.approx(total, abs=2e-5), name
+        assert state[key][0, 0, 0, :3].tolist() == pytest.approx(probe, abs=1e-7), name
+
+
 # ---------------------------------------------------------------------------------------------------- discriminator
 # Recorded OUTSIDE this repo from KAIR@fc1732f models/network_discriminator.py Discriminator_UNet(3, ndf=8):
 # every state-dict entry filled from torch.Generator().manual_seed(crc32(key)) * randn * 0.05 (weight_u/_v
@@ -150,14 +208,6 @@ KAIR_D_KEYS = {8: (28, '0bace7c2e32bbf048909bf494f8a40d6488b740402183d2ad5d36b2b
 KAIR_D_TRAIN = (0.007688937243074179, 0.005894242320209742,
                 {(0, 0, 0, 0): -0.003475041827186942, (1, 0, 5, 7): 0.0023836095351725817,
                  (0, 0, 31, 31): 0.0012018183479085565})
-
-
-def _filled(net: torch.nn.Module) -> dict:
-    out = {}
-    for key, value in sorted(net.state_dict().items()):
-        t = torch.randn(value.shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode()))) * 0.05
-        out[key] = t / t.norm() if key.endswith(('weight_u', 'weight_v')) else t
-    return out
 
 
 @pytest.mark.parametrize('num_feat', [8, 64])
