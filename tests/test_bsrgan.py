@@ -43,7 +43,10 @@ def test_bsrgan_test_recipes_score_real_and_synthetic_images(tmp_path, photo_dir
     scale = opt['scale']
     photos = write_photos(tmp_path / 'hr', ['chelsea', 'rocket'], size=192)  # NIQE needs >= 2 blocks of 96 px
     load_script().make_testset(photos, 'bsrgan', scale, tmp_path / 'testset')
-    torch.save(BSRNet(scale, **TINY).state_dict(), tmp_path / 'BSRGAN.pth')  # a raw state dict, KAIR names
+    weights = BSRNet(scale, **TINY).state_dict()  # KAIR names: a raw state dict as the authors release, or
+    if opt['path'].get('param_key_g'):  # blindsr's own training output for a recipe that picks params/params_ema
+        weights = {'params': weights, 'params_ema': weights}
+    torch.save(weights, tmp_path / 'BSRGAN.pth')
     sets = {'path.pretrain_network_g': tmp_path / 'BSRGAN.pth', 'path.results_root': tmp_path / 'results',
             'datasets.RealSRSet.dataroot_lq': real_lr, 'datasets.Set5.dataroot': tmp_path / 'testset',
             **{f'network_g.{k}': v for k, v in TINY.items()}}
