@@ -85,7 +85,7 @@ class _DAConv(nn.Module):
         b, c, h, w = x.shape
         kernels = self.kernel(d).reshape(b * c, 1, 3, 3)  # row b * C + c, as the grouped input below
         out = F.conv2d(x.reshape(1, b * c, h, w), kernels, padding=1, groups=b * c)
-        out = self.conv(F.leaky_relu(out, _SLOPE).reshape(b, c, h, w))
+        out = self.conv(F.leaky_relu(out, _SLOPE, inplace=True).reshape(b, c, h, w))
         return out + self.ca(x, d)
 
 
@@ -100,9 +100,9 @@ class _DABlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        out = F.leaky_relu(self.da_conv1(x, d), _SLOPE)
-        out = F.leaky_relu(self.conv1(out), _SLOPE)
-        out = F.leaky_relu(self.da_conv2(out, d), _SLOPE)
+        out = F.leaky_relu(self.da_conv1(x, d), _SLOPE, inplace=True)
+        out = F.leaky_relu(self.conv1(out), _SLOPE, inplace=True)
+        out = F.leaky_relu(self.da_conv2(out, d), _SLOPE, inplace=True)
         return self.conv2(out) + x
 
 
