@@ -32,6 +32,10 @@ def _name(batch: dict) -> str:
     return Path(path[0] if isinstance(path, (list, tuple)) else path).stem
 
 
+# what a metric needs of an image, said when it fails (BasicSR's NIQE fits a Gaussian to 96x96 blocks)
+METRIC_LIMITS = {'calculate_niqe': ' (NIQE needs at least two 96x96 blocks)'}
+
+
 def needs_reference(fn) -> bool:
     """Whether a metric function compares with a reference image (has BasicSR's ``img2`` argument)."""
     return 'img2' in inspect.signature(fn).parameters
@@ -53,10 +57,11 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
     the metric of MATLAB-bicubic upsampling of the same LR image. With ``save_comparison`` (and a
     ``save_dir``) each saved SR image gets a ``<name>_compare.png`` beside it (see :func:`comparison_image`).
     """
-    metric_fns = {}
+    metric_fns = {}  # name -> (function, its options, whether it compares with the HR image)
     for metric_name, metric_opt in metrics.items():
         metric_opt = dict(metric_opt)
-        metric_fns[metric_name] = (lookup(METRIC_REGISTRY, metric_opt.pop('type')), metric_opt)
+        fn = lookup(METRIC_REGISTRY, metric_opt.pop('type'))
+        metric_fns[metric_name] = (fn, metric_opt, needs_reference(fn))
     records = []
     saved = 0
     bar = tqdm(loader, desc='evaluate', unit='img', disable=not progress, leave=False)
@@ -84,16 +89,15 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
             size = tuple(gt.shape[-2:]) if gt is not None else tuple(sr.shape[-2:])
             candidates['bicubic_'] = tensor2img(imresize(lq.float(), size=size))
         for prefix, img in candidates.items():
-            for metric_name, (fn, metric_opt) in metric_fns.items():
-                if gt_img is None and needs_reference(fn):
+            for metric_name, (fn, metric_opt, reference) in metric_fns.items():
+                if reference and gt_img is None:
                     continue
                 try:
-                    value = fn(img, gt_img, **metric_opt) if needs_reference(fn) else fn(img, **metric_opt)
-                except Exception as err:  # BasicSR's metrics fail with bare numpy errors (NIQE: < 2 blocks)
+                    value = fn(img, gt_img, **metric_opt) if reference else fn(img, **metric_opt)
+                except Exception as err:  # BasicSR's metrics fail with bare numpy errors
+                    hint = METRIC_LIMITS.get(fn.__name__, '')
                     raise ValueError(f'{name}: {metric_name} failed on the {img.shape[1]}x{img.shape[0]} '
-                                     f'{prefix or "SR "}image: {type(err).__name__}: {err}' +
-                                     (' (NIQE needs at least two 96x96 blocks)' if 'niqe' in fn.__name__ else '')
-                                     ) from err
+                                     f'{prefix or "SR "}image: {type(err).__name__}: {err}{hint}') from err
                 record[prefix + metric_name] = float(value)
         records.append(record)
         if save_dir is not None and (save_count is None or saved < save_count):
