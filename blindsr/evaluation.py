@@ -84,6 +84,14 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
         if gt_img is not None and sr_img.shape != gt_img.shape:
             raise ValueError(f'{name}: SR output {sr_img.shape[:2]} does not match HR {gt_img.shape[:2]}; '
                              'does the network scale match the options scale?')
+        # saved before scoring: a metric that fails on this image still leaves its SR image on disk
+        if save_dir is not None and (save_count is None or saved < save_count):
+            path = Path(save_dir) / name / f'{name}{suffix}.png' if suffix else Path(save_dir) / f'{name}.png'
+            write_image(path, sr_img[..., ::-1].astype(np.float32) / 255.0)
+            if save_comparison:
+                write_image(path.with_name(f'{path.stem}_compare.png'),
+                            comparison_image(lq, sr, gt)[..., ::-1].astype(np.float32) / 255.0)
+            saved += 1
         candidates = {'': sr_img}
         if bicubic_baseline:
             size = tuple(gt.shape[-2:]) if gt is not None else tuple(sr.shape[-2:])
@@ -100,13 +108,6 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
                                      f'{prefix or "SR "}image: {type(err).__name__}: {err}{hint}') from err
                 record[prefix + metric_name] = float(value)
         records.append(record)
-        if save_dir is not None and (save_count is None or saved < save_count):
-            path = Path(save_dir) / name / f'{name}{suffix}.png' if suffix else Path(save_dir) / f'{name}.png'
-            write_image(path, sr_img[..., ::-1].astype(np.float32) / 255.0)
-            if save_comparison:
-                write_image(path.with_name(f'{path.stem}_compare.png'),
-                            comparison_image(lq, sr, gt)[..., ::-1].astype(np.float32) / 255.0)
-            saved += 1
     images = sorted((r for part in dist.all_gather_objects(records) for r in part), key=lambda r: r['name'])
     keys = [k for k in images[0] if k != 'name'] if images else []
     mean = {k: float(np.mean([r[k] for r in images])) for k in keys}

@@ -43,7 +43,12 @@ def test_bsrgan_test_recipes_score_real_and_synthetic_images(tmp_path, photo_dir
     scale = opt['scale']
     photos = write_photos(tmp_path / 'hr', ['chelsea', 'rocket'], size=192)  # NIQE needs >= 2 blocks of 96 px
     load_script().make_testset(photos, 'bsrgan', scale, tmp_path / 'testset')
-    weights = BSRNet(scale, **TINY).state_dict()  # KAIR names: a raw state dict as the authors release, or
+    net = BSRNet(scale, **TINY)  # random weights, output centred on mid-grey: a random net's output hovers
+    with torch.no_grad():  # around 0, so clipping can leave a flat image, on which NIQE is undefined
+        net.conv_last.bias.fill_(0.5)
+        lr = torch.from_numpy(read_image(next(real_lr.iterdir()))).permute(2, 0, 1)[None]
+        assert net(lr).clamp(0, 1).std() > 1 / 255  # not flat once saved as 8 bits
+    weights = net.state_dict()  # KAIR names: a raw state dict as the authors release, or
     if opt['path'].get('param_key_g'):  # blindsr's own training output for a recipe that picks params/params_ema
         weights = {'params': weights, 'params_ema': weights}
     torch.save(weights, tmp_path / 'BSRGAN.pth')
@@ -79,7 +84,8 @@ def test_comparison_image_repeats_lr_pixels_beside_sr():
 
 
 def test_a_failing_metric_names_the_image_and_its_size(tmp_path, real_lr):
-    """BasicSR's NIQE on an image with a single 96x96 block dies in numpy; the error says where and why."""
+    """BasicSR's NIQE on an image with a single 96x96 block dies in numpy; the error says where and why, and
+    the SR image is on disk already."""
     torch.save(BSRNet(2, **TINY).state_dict(), tmp_path / 'w.pth')
     write_image(tmp_path / 'small' / 'one.png', read_image(sorted(real_lr.iterdir())[0])[:60, :60])
     sets = {'path.pretrain_network_g': tmp_path / 'w.pth', 'path.results_root': tmp_path / 'r',
@@ -88,3 +94,4 @@ def test_a_failing_metric_names_the_image_and_its_size(tmp_path, real_lr):
     args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
     with pytest.raises(ValueError, match=r'one: niqe failed on the 120x120 SR image: .*at least two 96x96 blocks'):
         test_entry.main(['-opt', str(REPO / 'options' / 'test' / 'bsrgan' / 'bsrgan_x2.yml'), *args])
+    assert read_image(next((tmp_path / 'r').rglob('one.png'))).shape == (120, 120, 3)
