@@ -94,8 +94,7 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
             saved += 1
         candidates = {'': sr_img}
         if bicubic_baseline:
-            size = tuple(gt.shape[-2:]) if gt is not None else tuple(sr.shape[-2:])
-            candidates['bicubic_'] = tensor2img(imresize(lq.float(), size=size))
+            candidates['bicubic_'] = tensor2img(imresize(lq.float(), size=tuple(sr.shape[-2:])))
         for prefix, img in candidates.items():
             for metric_name, (fn, metric_opt, reference) in metric_fns.items():
                 if reference and gt_img is None:

@@ -6,7 +6,8 @@ every dataset under ``datasets:`` and writes, per dataset, the SR images and a r
 ``path.results_root`` (default ``results/<name>``). Datasets without ground truth (real LR images)
 give SR images, timing and the no-reference metrics (NIQE). ``val.bicubic_baseline`` adds every
 metric of bicubic upsampling; ``val.save_comparison`` writes LR | SR (| HR) images beside the SR
-images. A ``TestSetFolder`` entry without ``setting`` stands for every setting of its make_testsets folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
+images. A ``TestSetFolder`` entry without ``setting`` stands for every setting of its make_testsets
+folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
 tabulate the means per set as the papers do (rows: scale, columns: setting, cells PSNR / SSIM).
 Works under torchrun too (each rank takes a shard).
 """

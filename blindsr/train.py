@@ -196,7 +196,8 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
 def validate(model, val_loaders, val_opt, opt, it, best, writer, logger) -> None:
     for name, loader in val_loaders:
         save_dir = Path(opt['path']['visualization']) if val_opt['save_img'] else None
-        result = evaluate(model, loader, val_opt['metrics'], save_dir, val_opt['save_img_count'], suffix=f'_{it}')
+        result = evaluate(model, loader, val_opt['metrics'], save_dir, val_opt['save_img_count'], suffix=f'_{it}',
+                          bicubic_baseline=val_opt['bicubic_baseline'], save_comparison=val_opt['save_comparison'])
         parts = []
         for metric, value in result['mean'].items():
             if metric == 'time_s':

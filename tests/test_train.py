@@ -40,7 +40,7 @@ def tiny_options(tmp_path: Path, photo_dirs: dict, name: str = 'tiny', **train_o
         'path': {'experiments_root': str(tmp_path / 'experiments' / name)},
         'train': {'total_iter': 6, 'ema_decay': 0.9, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
                   'scheduler': {'type': 'MultiStepLR', 'milestones': [4], 'gamma': 0.5}, **train_overrides},
-        'val': {'val_freq': 3, 'save_img': True},
+        'val': {'val_freq': 3, 'save_img': True, 'save_comparison': True, 'bicubic_baseline': True},
         'logger': {'print_freq': 2, 'save_checkpoint_freq': 3, 'keep_last': 5},
     }
     path = tmp_path / f'{name}.yml'
@@ -65,6 +65,7 @@ def test_training_run_writes_states_log_events_and_validation(tmp_path, photo_di
     assert 'Validation val @ iter 6: psnr' in log and 'ssim' in log
     assert list((run / 'tb_logger').glob('events.out.tfevents.*'))
     assert (run / 'visualization' / 'coffee' / 'coffee_6.png').is_file()
+    assert (run / 'visualization' / 'coffee' / 'coffee_6_compare.png').is_file() and 'bicubic_psnr' in log
     assert yaml.safe_load((run / 'options.yml').read_text())['name'] == 'tiny'
     # the final weights load through load_pretrained into a fresh arch (EMA preferred)
     net = ARCH_REGISTRY.get('BSRNet')(**{k: v for k, v in NET.items() if k != 'type'})

@@ -52,7 +52,7 @@ class _DenseBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [x]
         for i in range(1, 5):
-            feats.append(F.leaky_relu(getattr(self, f"conv{i}")(torch.cat(feats, 1)), _SLOPE, inplace=True))
+            feats.append(F.leaky_relu(getattr(self, f'conv{i}')(torch.cat(feats, 1)), _SLOPE, inplace=True))
         return self.conv5(torch.cat(feats, 1)) * _RES_SCALE + x
 
 
@@ -103,7 +103,7 @@ class BSRNet(nn.Module):
         feat = feat + self.trunk_conv(self.RRDB_trunk(feat))
         ups = [self.upconv1] + ([self.upconv2] if self.scale == 4 else [])
         for conv in ups:
-            feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), _SLOPE, inplace=True)
+            feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode='nearest')), _SLOPE, inplace=True)
         return self.conv_last(F.leaky_relu(self.HRconv(feat), _SLOPE, inplace=True))
 
 
