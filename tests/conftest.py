@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,17 @@ def fixed_random_state():
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
+
+
+def seeded_weights(net: torch.nn.Module, scale: float) -> dict[str, torch.Tensor]:
+    """Deterministic weights for equivalence runs against the authors' code: each state-dict entry is
+    ``torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode()))) * scale``
+    (keys in sorted order); spectral-norm vectors ``weight_u``/``weight_v`` are then normalised."""
+    out = {}
+    for key, value in sorted(net.state_dict().items()):
+        t = torch.randn(value.shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode()))) * scale
+        out[key] = t / t.norm() if key.endswith(('weight_u', 'weight_v')) else t
+    return out
 
 
 def write_photos(folder: Path, names: list[str], size: int | None = None) -> Path:

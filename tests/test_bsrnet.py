@@ -3,7 +3,7 @@
 Reference figures were produced OUTSIDE this repo from the authors' code: cszn/BSRGAN at commit
 5ce1a9c6ae292f30ccfce4b597ecb73c70401733, file models/network_rrdbnet.py, class
 RRDBNet(in_nc=3, out_nc=3, nf, nb, gc, sf). The script built that RRDBNet and blindsr's BSRNet with the
-same config, filled a state dict as :func:`_det_state_dict` does (for each key in sorted order,
+same config, filled a state dict as ``conftest.seeded_weights(net, 0.02)`` does (for each key in sorted order,
 ``torch.Generator().manual_seed(zlib.crc32(key.encode()))`` and ``torch.randn(shape, generator=g) * 0.02``),
 loaded it strictly into both, and ran ``torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))``
 in eval mode under no_grad. The two outputs were bit-identical (max |diff| 0.0) for x2 and x4 at the full
@@ -15,7 +15,6 @@ authors' model's outputs (small size). The key hashes are sha256 of the authors'
 from __future__ import annotations
 
 import hashlib
-import zlib
 
 import pytest
 import torch
@@ -24,6 +23,7 @@ import blindsr
 from blindsr.archs.bsrnet_arch import BSRNet, from_basicsr_rrdbnet, to_basicsr_rrdbnet
 from blindsr.checkpoint import CheckpointError
 from blindsr.registry import ARCH_REGISTRY, build
+from conftest import seeded_weights
 
 SMALL = dict(num_feat=16, num_block=2, num_grow_ch=8)
 
@@ -42,15 +42,6 @@ FULL_KEYS = {
     4: (702, '60c7daf18aa86e4a34a41c4d72951785728a37014cd62b9e93aa3e2dfc8016eb'),
 }
 FULL_PARAMS = {2: 16_661_059, 4: 16_697_987}
-
-
-def _det_state_dict(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    own = net.state_dict()
-    out = {}
-    for key in sorted(own):
-        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-        out[key] = torch.randn(own[key].shape, generator=g) * 0.02
-    return out
 
 
 def _input() -> torch.Tensor:
@@ -75,7 +66,7 @@ def _kair_key_lines(scale: int, nf: int = 64, nb: int = 23, gc: int = 32) -> lis
 @pytest.mark.parametrize('scale', [2, 4])
 def test_matches_authors_output(scale: int) -> None:
     net = BSRNet(scale=scale, **SMALL).eval()
-    net.load_state_dict(_det_state_dict(net), strict=True)
+    net.load_state_dict(seeded_weights(net, 0.02), strict=True)
     with torch.no_grad():
         y = net(_input())
     shape, mean, std, values = RECORDED[scale]
@@ -111,7 +102,7 @@ def test_loads_basicsr_rrdbnet_x4() -> None:
     from basicsr.archs.rrdbnet_arch import RRDBNet  # basicsr is importable once blindsr is imported
 
     theirs = RRDBNet(3, 3, scale=4, **SMALL).eval()
-    sd = _det_state_dict(theirs)
+    sd = seeded_weights(theirs, 0.02)
     theirs.load_state_dict(sd, strict=True)
     ours = BSRNet(scale=4, **SMALL).eval()
     result = blindsr.load_pretrained(ours, {'params': sd})
@@ -121,7 +112,7 @@ def test_loads_basicsr_rrdbnet_x4() -> None:
 
 
 def test_round_trip_is_identity() -> None:
-    sd = _det_state_dict(BSRNet(scale=4, **SMALL))
+    sd = seeded_weights(BSRNet(scale=4, **SMALL), 0.02)
     back = from_basicsr_rrdbnet(to_basicsr_rrdbnet(sd))
     assert list(back) == list(sd)
     assert all(back[k] is sd[k] for k in sd)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from blindsr.models.gan_model import BlindSRGANModel
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.options import OptionsError, load_options
 from blindsr.registry import ARCH_REGISTRY, build
+from conftest import seeded_weights
 from test_train import tiny_options, train_two_ranks
 
 GAN_TRAIN = {
@@ -50,15 +50,6 @@ def gan_model(tmp_path: Path, photo_dirs: dict, **train) -> BlindSRGANModel:
 def hr_batch(size: int = 64) -> dict:
     img = torch.from_numpy(skimage.data.astronaut()[100:100 + size, 180:180 + size].astype(np.float32) / 255)
     return {'gt': img.permute(2, 0, 1)[None].repeat(2, 1, 1, 1)}
-
-
-def _filled(net: torch.nn.Module, scale: float = 0.05) -> dict:
-    """Deterministic weights: each entry from a generator seeded by crc32 of its key (SN vectors normalised)."""
-    out = {}
-    for key, value in sorted(net.state_dict().items()):
-        t = torch.randn(value.shape, generator=torch.Generator().manual_seed(zlib.crc32(key.encode()))) * scale
-        out[key] = t / t.norm() if key.endswith(('weight_u', 'weight_v')) else t
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- the GAN step
@@ -151,7 +142,7 @@ def test_ddp_gan_ranks_stay_identical(tmp_path, photo_dirs):
 # Recorded OUTSIDE this repo from KAIR@fc1732f models/model_gan.py ModelGAN (options as
 # train_bsrgan_x4_gan.json: L1 1 + perceptual 1 (VGG19 layers 2/7/16/25/34, weights 0.1/0.1/1/1/1, L1,
 # input norm) + lsgan 1, Discriminator_UNet, Adam 5e-5 both, E_decay 0.999) with RRDBNet(nf 8, nb 1, gc 4),
-# ndf 8; G, E and D filled as _filled() does (crc32 of the key, x 0.05), VGG19 features filled the same way
+# ndf 8; G, E and D filled as conftest.seeded_weights does (crc32 of the key, x 0.05), VGG19 features filled the same way
 # x 0.02 and handed to KAIR by replacing torchvision.models.vgg19 (no ImageNet weights here). Two steps on
 # H = torch.rand(2, 3, 64, 64, Generator seed 1) (a new one per step), L = avg_pool2d(H, 4). blindsr's
 # BlindSRGANModel with the same weights in the same run: G within 9.5e-8, D identical, EMA within 3e-8,
@@ -167,7 +158,7 @@ KAIR_GAN_AFTER = {  # network: (sum of |entries| of its state dict, key, [0, 0, 
 
 def test_two_gan_steps_match_kair(tmp_path):
     vgg = torchvision.models.vgg19(weights=None).features[:35]
-    torch.save({f'features.{k}': v for k, v in _filled(vgg, 0.02).items()}, tmp_path / 'vgg19.pth')
+    torch.save({f'features.{k}': v for k, v in seeded_weights(vgg, 0.02).items()}, tmp_path / 'vgg19.pth')
     opt = {'name': 'kair', 'model_type': 'BlindSRGANModel', 'scale': 4,
            'network_g': {'type': 'BSRNet', 'scale': 4, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
            'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 8},
@@ -182,7 +173,7 @@ def test_two_gan_steps_match_kair(tmp_path):
     (tmp_path / 'kair.yml').write_text(yaml.safe_dump(opt))
     model = BlindSRGANModel(load_options(tmp_path / 'kair.yml'), torch.device('cpu'))
     for net in (model.net_g, model.ema['net_g'], model.net_d):
-        net.load_state_dict(_filled(net))
+        net.load_state_dict(seeded_weights(net, 0.05))
     g = torch.Generator().manual_seed(1)
     for it, expected in enumerate(KAIR_GAN_LOSSES, 1):
         model.gt = torch.rand(2, 3, 64, 64, generator=g)
@@ -219,7 +210,7 @@ def test_unet_discriminator_keys_match_kair(num_feat):
 
 def test_unet_discriminator_output_matches_kair():
     net = build(ARCH_REGISTRY, {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 8})
-    net.load_state_dict(_filled(net))
+    net.load_state_dict(seeded_weights(net, 0.05))
     with torch.no_grad():
         out = net.train()(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
     mean, std, probes = KAIR_D_TRAIN
