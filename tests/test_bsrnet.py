@@ -89,7 +89,6 @@ def test_full_size_keys_and_params(scale: int) -> None:
 
 
 def test_in_definition_init() -> None:
-    torch.manual_seed(0)
     net = BSRNet(scale=4, **SMALL)
     rdb = net.RRDB_trunk[0].RDB1
     assert torch.count_nonzero(rdb.conv1.bias) == 0

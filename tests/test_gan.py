@@ -54,7 +54,6 @@ def hr_batch(size: int = 64) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- the GAN step
 def test_gan_step_trains_generator_and_discriminator(tmp_path, photo_dirs):
-    torch.manual_seed(0)
     model = gan_model(tmp_path, photo_dirs)
     g0 = [p.detach().clone() for p in model.net_g.parameters()]
     d0 = [p.detach().clone() for p in model.net_d.parameters()]
@@ -81,7 +80,6 @@ def test_vgg_style_discriminator_trains_too(tmp_path, photo_dirs):
 
 def test_discriminator_learns_to_separate_real_from_fake(tmp_path, photo_dirs):
     """With G held back (net_d_init_iters), D's outputs for HR and SR move apart and its loss falls."""
-    torch.manual_seed(0)
     model = gan_model(tmp_path, photo_dirs, net_d_init_iters=100)
     g0 = [p.detach().clone() for p in model.net_g.parameters()]
     model.feed_data(hr_batch())
