@@ -8,7 +8,6 @@ Every error is an :class:`OptionsError` naming the file and the key path.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import importlib.util
 import re
@@ -23,16 +22,27 @@ from blindsr.registry import (
     ARCH_REGISTRY,
     DATASET_REGISTRY,
     DEGRADATION_REGISTRY,
-    LOSS_REGISTRY,
+    METRIC_REGISTRY,
     MODEL_REGISTRY,
-    Registry,
     RegistryError,
     lookup,
 )
+from blindsr.schema import (
+    ANY,
+    REQUIRED,
+    Component,
+    Context,
+    MapOf,
+    OptionsError,
+    Section,
+    Value,
+    check_type,
+    registered,
+    resolve_keys,
+    unknown_key,
+)
 
-
-class OptionsError(ValueError):
-    """A malformed or invalid option file."""
+__all__ = ['OptionsError', 'apply_override', 'dump_options', 'load_options', 'parse_yaml', 'resolve_options']
 
 
 class _Loader(yaml.SafeLoader):
@@ -53,43 +63,64 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-# Top-level keys. Model-specific sections are declared by the model classes (``extra_sections``).
-TOP_LEVEL = {
-    'name': str, 'model_type': str, 'scale': int, 'num_gpu': int, 'device': str, 'manual_seed': int,
-    'deterministic': bool, 'plugins': list, 'datasets': dict, 'path': dict, 'train': dict, 'val': dict,
-    'logger': dict, 'dist': dict, 'degradation': dict, 'is_train': bool,
+# the sections every option file may have; a model adds its own (``BaseModel.sections``) and says which
+# keys its ``train:`` section reads (``BaseModel.train_options``)
+TOP_LEVEL: dict[str, Any] = {
+    'name': Value(str, REQUIRED),
+    'model_type': Value(str, REQUIRED),
+    'scale': Value(int, REQUIRED, min=1),
+    'num_gpu': Value(int, None),  # BasicSR's; blindsr takes the device from 'device' and torchrun
+    'device': Value(str, 'auto'),
+    'manual_seed': Value(int, 0),
+    'deterministic': Value(bool, False),
+    'plugins': Value(list, []),
+    'is_train': Value(bool, True),
+    'logger': Section({
+        'print_freq': Value(int, 10, min=1),
+        'save_checkpoint_freq': Value(int, 1000, min=1),
+        'keep_last': Value(int, 3),  # <= 0 keeps every state
+        'use_tb_logger': Value(bool, True),
+    }, 'the logger section'),
+    'dist': Section({
+        'backend': Value(str, 'auto', choices=('auto', 'nccl', 'gloo')),
+        'timeout_minutes': Value(float, 30, min=0.1),
+    }, 'the dist section'),
 }
 
-DEFAULTS: dict[str, Any] = {
-    'device': 'auto',
-    'manual_seed': 0,
-    'deterministic': False,
-    'plugins': [],
-    'path': {'experiments_root': None, 'results_root': None, 'pretrain_network_g': None,
-             'strict_load_g': True, 'param_key_g': None},
-    'logger': {'print_freq': 10, 'save_checkpoint_freq': 1000, 'keep_last': 3, 'use_tb_logger': True},
-    'dist': {'backend': 'auto', 'timeout_minutes': 30},
+# keys of every datasets.<phase> entry, read by the DataLoader and the entry points; a dataset class
+# declares its own keys in ``option_keys`` (and ``train_required``: keys the train phase needs)
+DATASET_COMMON: dict[str, Any] = {
+    'type': Value(str, REQUIRED),
+    'name': Value(str, None),
+    'phase': Value(str, None, choices=('train', 'val')),
+    'scale': Value(int, None, min=1),
+    'seed': Value(int, None),
+    'batch_size_per_gpu': Value(int, 1, min=1),
+    'num_worker_per_gpu': Value(int, 0, min=0),
+    'pin_memory': Value(bool, False),
+    'dataset_enlarge_ratio': Value(int, 1, min=1),
 }
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    'ema_decay': 0,
-    'use_amp': False,
-    'grad_clip': None,
-    'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99], 'weight_decay': 0},
-    'scheduler': {'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5},
-    'losses': [{'type': 'L1Loss', 'loss_weight': 1.0}],
-}
+METRIC = Component(registered(METRIC_REGISTRY), 'metric', supplied=('img', 'img2'), closed=True)
+
+VAL = Section({
+    'val_freq': Value(int, 1000, min=1),
+    'save_img': Value(bool, True),
+    'save_img_count': Value(int, 4, min=0),
+    'save_comparison': Value(bool, False),
+    'bicubic_baseline': Value(bool, False),
+    'metrics': MapOf(METRIC, default={
+        'psnr': {'type': 'calculate_psnr', 'crop_border': None, 'test_y_channel': True},
+        'ssim': {'type': 'calculate_ssim', 'crop_border': None, 'test_y_channel': True}}),
+}, 'the val section')
+
+# path keys besides the per-network ones; the run folder's sub-folders are derived (written out in the
+# resolved options, recomputed on every load)
+PATH_KEYS: dict[str, Any] = {key: Value(str, None) for key in (
+    'experiments_root', 'results_root', 'models', 'training_states', 'visualization', 'tb_logger')}
 
 # BasicSR's one-section-per-loss layout; blindsr lists the terms under train.losses instead
 BASICSR_LOSS_SECTIONS = ('pixel_opt', 'perceptual_opt', 'gan_opt')
-
-VAL_DEFAULTS: dict[str, Any] = {
-    'val_freq': 1000, 'save_img': True, 'save_img_count': 4, 'save_comparison': False, 'bicubic_baseline': False,
-    'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': None, 'test_y_channel': True},
-                'ssim': {'type': 'calculate_ssim', 'crop_border': None, 'test_y_channel': True}},
-}
-
-DATASET_DEFAULTS: dict[str, Any] = {'batch_size_per_gpu': 1, 'num_worker_per_gpu': 0, 'pin_memory': False}
 
 
 def load_options(path: str | Path, overrides: Iterable[str] = (), is_train: bool = True) -> dict:
@@ -101,9 +132,7 @@ def load_options(path: str | Path, overrides: Iterable[str] = (), is_train: bool
     if isinstance(opt.get('datasets'), dict):  # --set datasets.X=null removes a dataset
         opt['datasets'] = {k: v for k, v in opt['datasets'].items() if v is not None}
     import_plugins(opt.get('plugins') or [], path)
-    opt['is_train'] = is_train
-    validate(opt, path, is_train)
-    return fill_defaults(opt, is_train)
+    return resolve_options(opt, path, is_train)
 
 
 def read_yaml(path: Path) -> dict:
@@ -182,133 +211,114 @@ def import_plugins(modules: list, path: Path | str = '<options>') -> None:
             raise OptionsError(f"{path}: plugins: cannot import '{entry}': {type(err).__name__}: {err}") from err
 
 
-def _check_type(value: Any, expected: type | tuple, where: str, path: Path | str) -> None:
-    expected_t = expected if isinstance(expected, tuple) else (expected, )
-    ok = isinstance(value, expected_t) and not (isinstance(value, bool) and bool not in expected_t)
-    if float in expected_t and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        names = ' or '.join(t.__name__ for t in expected_t)
-        raise OptionsError(f'{path}: {where} must be {names}, got {type(value).__name__} {value!r}.')
-
-
-def _check_registered(registry: Registry, section: Any, where: str, path: Path | str) -> None:
-    _check_type(section, dict, where, path)
-    if 'type' not in section:
-        raise OptionsError(f'{path}: {where}.type is required.')
-    _check_type(section['type'], str, f'{where}.type', path)
-    try:
-        lookup(registry, section['type'])
-    except RegistryError as err:
-        raise OptionsError(f'{path}: {where}.type: {err}') from err
-
-
-def validate(opt: dict, path: Path | str, is_train: bool) -> None:
-    """Check required keys, types and registry names; raise :class:`OptionsError` on the first problem."""
+def resolve_options(opt: dict, path: Path | str = '<options>', is_train: bool = True) -> dict:
+    """Check every key of ``opt`` at every depth and return the options with every default spelled out
+    (this is what the run folder records). Raises :class:`OptionsError` on the first problem."""
+    ctx = Context(path, is_train)
     for key in ('name', 'model_type', 'scale', 'network_g'):
         if key not in opt:
-            raise OptionsError(f'{path}: required key {key!r} is missing.')
-    _check_registered(MODEL_REGISTRY, {'type': opt['model_type']}, 'model_type', path)
-    model_cls = lookup(MODEL_REGISTRY, opt['model_type'])
-    extra = getattr(model_cls, 'extra_sections', {})
-    for key, value in opt.items():
-        if key.startswith('network_'):
-            _check_registered(ARCH_REGISTRY, value, key, path)
-        elif key in TOP_LEVEL:
-            _check_type(value, TOP_LEVEL[key], key, path)
-        elif key in extra:
-            _check_type(value, extra[key], key, path)
-        else:
-            allowed = sorted(set(TOP_LEVEL) | set(extra) | {'network_g', 'network_d'})
-            raise OptionsError(f'{path}: unknown top-level key {key!r}; known keys: {", ".join(allowed)}.')
-    if opt['scale'] < 1:
-        raise OptionsError(f"{path}: scale must be >= 1, got {opt['scale']}.")
-    if 'degradation' in opt:
-        _check_registered(DEGRADATION_REGISTRY, opt['degradation'], 'degradation', path)
-
-    datasets = opt.get('datasets') or {}
-    if is_train and 'train' not in datasets:
-        raise OptionsError(f'{path}: datasets.train is required for training.')
-    for phase, ds in datasets.items():
-        _check_registered(DATASET_REGISTRY, ds, f'datasets.{phase}', path)
-        for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
-            if key in ds:
-                _check_type(ds[key], int, f'datasets.{phase}.{key}', path)
-        if 'degradation' in ds:
-            _check_registered(DEGRADATION_REGISTRY, ds['degradation'], f'datasets.{phase}.degradation', path)
-
-    if is_train:
-        train = opt.get('train')
-        if train is None:
-            raise OptionsError(f'{path}: section train is required for training.')
-        if 'total_iter' not in train:
-            raise OptionsError(f'{path}: train.total_iter is required.')
-        _check_type(train['total_iter'], int, 'train.total_iter', path)
-        if train['total_iter'] < 1:
-            raise OptionsError(f"{path}: train.total_iter must be >= 1, got {train['total_iter']}.")
-        for key in ('optim_g', 'optim_d', 'scheduler'):  # a missing 'type' comes from TRAIN_DEFAULTS
-            if train.get(key) is not None:
-                _check_type(train[key], dict, f'train.{key}', path)
-        old = [k for k in BASICSR_LOSS_SECTIONS if k in train]
-        if old:
-            raise OptionsError(f"{path}: train.{old[0]} is BasicSR's layout; blindsr lists loss terms under "
-                               'train.losses, e.g. losses: [{type: L1Loss, loss_weight: 1.0}, {type: GANLoss, '
-                               'gan_type: lsgan, loss_weight: 0.1}].')
-        if 'losses' in train:
-            _check_type(train['losses'], list, 'train.losses', path)
-            for i, term in enumerate(train['losses']):
-                _check_registered(LOSS_REGISTRY, term, f'train.losses[{i}]', path)
-        if 'ema_decay' in train:
-            _check_type(train['ema_decay'], float, 'train.ema_decay', path)
-            if not 0 <= train['ema_decay'] < 1:
-                raise OptionsError(f"{path}: train.ema_decay must be in [0, 1), got {train['ema_decay']}.")
-    for section, keys in (('val', ('val_freq', )), ('logger', ('print_freq', 'save_checkpoint_freq', 'keep_last'))):
-        for key in keys:
-            if key in (opt.get(section) or {}):
-                _check_type(opt[section][key], int, f'{section}.{key}', path)
-    for key, value in (opt.get('path') or {}).items():
-        if key.startswith(('pretrain_network', 'experiments_root', 'results_root')) and value is not None:
-            _check_type(value, str, f'path.{key}', path)
-
-
-def _merge(defaults: dict, given: dict | None) -> dict:
-    out = copy.deepcopy(defaults)
-    for key, value in (given or {}).items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+            raise ctx.error('', f'required key {key!r} is missing.')
+    check_type(opt['model_type'], str, 'model_type', ctx)
+    try:
+        model_cls = lookup(MODEL_REGISTRY, opt['model_type'])
+    except RegistryError as err:
+        raise ctx.error('model_type.type:', str(err)) from err
+    networks = [key for key in opt if key.startswith('network_')]
+    schema = {**TOP_LEVEL, **{key: Component(registered(ARCH_REGISTRY), 'arch') for key in networks},
+              'degradation': Component(registered(DEGRADATION_REGISTRY), 'degradation', default=None,
+                                       supplied=('scale', )),
+              'path': Section({**PATH_KEYS, **_network_path_keys(networks), **model_cls.path_options},
+                              'the path section'),
+              **model_cls.sections}
+    known = [*schema, 'datasets', 'train', 'val']
+    for key in opt:
+        if key not in known:
+            raise unknown_key(key, known, '', 'the top level', ctx)
+    out = resolve_keys({k: v for k, v in opt.items() if k in schema}, schema, '', 'the options', ctx)
+    if out['degradation'] is None:
+        del out['degradation']
+    out['is_train'] = is_train
+    out['datasets'] = _resolve_datasets(opt.get('datasets'), out, ctx)
+    if is_train or opt.get('train') is not None:
+        out['train'] = _resolve_train(opt.get('train'), model_cls, ctx)
+    if 'val' in opt or any(phase != 'train' for phase in out['datasets']):
+        out['val'] = _resolve_val(opt.get('val') or {}, out['scale'], ctx)
+    _derive_paths(out)
     return out
 
 
-def fill_defaults(opt: dict, is_train: bool) -> dict:
-    """Return the options with every default spelled out (this is what the run folder records)."""
-    opt = _merge(DEFAULTS, opt)
-    if is_train:
-        opt['train'] = _merge(TRAIN_DEFAULTS, opt['train'])
-    if 'val' in opt or any(k != 'train' for k in opt.get('datasets', {})):
-        given_metrics = (opt.get('val') or {}).get('metrics')
-        opt['val'] = _merge(VAL_DEFAULTS, opt.get('val'))
-        if given_metrics is not None:  # a user's metric list replaces the default one
-            opt['val']['metrics'] = given_metrics
-        for metric in opt['val']['metrics'].values():
-            if metric.get('crop_border') is None:
-                metric['crop_border'] = opt['scale']
-    for phase, ds in opt.get('datasets', {}).items():
-        ds = _merge(DATASET_DEFAULTS, ds)
-        ds.setdefault('name', phase)
-        ds['phase'] = 'train' if phase == 'train' else 'val'
-        ds.setdefault('scale', opt['scale'])
-        ds.setdefault('seed', opt['manual_seed'])
-        opt['datasets'][phase] = ds
+def _network_path_keys(networks: list[str]) -> dict[str, Any]:
+    """BasicSR's per-network keys: network_g -> pretrain_network_g, strict_load_g, param_key_g."""
+    keys: dict[str, Any] = {}
+    for network in networks:
+        suffix = network.removeprefix('network_')
+        keys.update({f'pretrain_network_{suffix}': Value(str, None), f'strict_load_{suffix}': Value(bool, True),
+                     f'param_key_{suffix}': Value(str, None)})
+    return keys
+
+
+def _resolve_datasets(datasets: Any, opt: dict, ctx: Context) -> dict:
+    datasets = {} if datasets is None else datasets
+    check_type(datasets, dict, 'datasets', ctx)
+    if ctx.is_train and 'train' not in datasets:
+        raise ctx.error('', 'datasets.train is required for training.')
+    out = {}
+    for phase, ds in datasets.items():
+        where = f'datasets.{phase}'
+        check_type(ds, dict, where, ctx)
+        if 'type' not in ds:
+            raise ctx.error(f'{where}.type', 'is required.')
+        check_type(ds['type'], str, f'{where}.type', ctx)
+        try:
+            cls = lookup(DATASET_REGISTRY, ds['type'])
+        except RegistryError as err:
+            raise ctx.error(f'{where}.type:', str(err)) from err
+        declared = getattr(cls, 'option_keys', None)  # BasicSR's datasets declare nothing: their keys pass
+        keys = {**DATASET_COMMON, **(declared or {k: Value(ANY) for k in ds if k not in DATASET_COMMON})}
+        required = getattr(cls, 'train_required', ()) if phase == 'train' else ()
+        resolved = resolve_keys(ds, keys, where, f"dataset {ds['type']}", ctx, required=required)
+        resolved.update(name=resolved['name'] or phase, phase='train' if phase == 'train' else 'val',
+                        scale=resolved['scale'] or opt['scale'],
+                        seed=opt['manual_seed'] if resolved['seed'] is None else resolved['seed'])
+        if resolved.get('degradation', 0) is None:
+            del resolved['degradation']
+        out[phase] = resolved
+    return out
+
+
+def _resolve_train(train: Any, model_cls: type, ctx: Context) -> dict:
+    if train is None:
+        raise ctx.error('', 'section train is required for training.')
+    check_type(train, dict, 'train', ctx)
+    old = [k for k in BASICSR_LOSS_SECTIONS if k in train]
+    if old:
+        raise ctx.error(f'train.{old[0]}', "is BasicSR's layout; blindsr lists loss terms under train.losses, e.g. "
+                        'losses: [{type: L1Loss, loss_weight: 1.0}, {type: GANLoss, gan_type: lsgan, '
+                        'loss_weight: 0.1}].')
+    return resolve_keys(train, model_cls.train_options, 'train', f'{model_cls.__name__} training', ctx)
+
+
+def _resolve_val(val: Any, scale: int, ctx: Context) -> dict:
+    check_type(val, dict, 'val', ctx)
+    metrics = val.get('metrics', VAL.keys['metrics'].default)  # a user's metric list replaces the default one
+    check_type(metrics, dict, 'val.metrics', ctx)
+    with_border = {}
+    for name, metric in metrics.items():  # crop_border defaults to the scale
+        if isinstance(metric, dict) and metric.get('crop_border') is None:
+            metric = {**metric, 'crop_border': scale}
+        with_border[name] = metric
+    return VAL.resolve({**val, 'metrics': with_border}, 'val', ctx)
+
+
+def _derive_paths(opt: dict) -> None:
     # As in BasicSR, experiments_root is the run folder itself (default ./experiments/<name>);
     # it is made absolute here so that resuming never depends on the working directory.
     paths = opt['path']
     for key, parent in (('experiments_root', 'experiments'), ('results_root', 'results')):
         paths[key] = str(Path(paths[key] or Path(parent) / opt['name']).expanduser().resolve())
     run = Path(paths['experiments_root'])
-    for sub in ('models', 'training_states', 'visualization'):
+    for sub in ('models', 'training_states', 'visualization', 'tb_logger'):
         paths[sub] = str(run / sub)
-    paths['tb_logger'] = str(run / 'tb_logger')
-    return opt
-
 
 def dump_options(opt: dict, header: str = '') -> str:
     """YAML text of resolved options (key order kept), with an optional comment header."""

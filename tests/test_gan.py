@@ -160,7 +160,7 @@ def test_two_gan_steps_match_kair(tmp_path):
     opt = {'name': 'kair', 'model_type': 'BlindSRGANModel', 'scale': 4,
            'network_g': {'type': 'BSRNet', 'scale': 4, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
            'network_d': {'type': 'UNetDiscriminatorSN', 'num_in_ch': 3, 'num_feat': 8},
-           'datasets': {'train': {'type': 'HRImageDataset', 'dataroot_gt': str(tmp_path)}},
+           'datasets': {'train': {'type': 'HRImageDataset', 'dataroot_gt': str(tmp_path), 'gt_size': 64}},
            'train': {'total_iter': 2, 'ema_decay': 0.999, 'optim_g': {'type': 'Adam', 'lr': 5e-5},
                      'optim_d': {'type': 'Adam', 'lr': 5e-5},
                      'losses': [{'type': 'L1Loss'},

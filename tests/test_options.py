@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from blindsr.options import OptionsError, apply_override, dump_options, load_options
 from blindsr.registry import ARCH_REGISTRY
@@ -35,7 +36,9 @@ def test_defaults_and_overrides(tmp_path):
     opt = load_options(path, ['train.total_iter=25', 'train.optim_g.lr=2e-4', 'datasets.train.use_rot=false',
                               'logger.print_freq=3', 'network_g.num_block=2'])
     assert opt['train']['total_iter'] == 25
-    assert opt['train']['optim_g'] == {'type': 'Adam', 'lr': 2e-4, 'betas': [0.9, 0.99], 'weight_decay': 0}
+    # blindsr's Adam defaults, then torch's own defaults of every other Adam argument
+    assert opt['train']['optim_g'].items() >= {'type': 'Adam', 'lr': 2e-4, 'betas': [0.9, 0.99], 'weight_decay': 0,
+                                               'eps': 1e-8, 'amsgrad': False}.items()
     assert opt['datasets']['train']['use_rot'] is False
     assert opt['logger']['print_freq'] == 3 and opt['logger']['save_checkpoint_freq'] == 1000
     assert opt['network_g']['num_block'] == 2
@@ -72,7 +75,7 @@ def test_override_parsing():
     (lambda o: o.update(model_type='Nope'), "model_type.type: No 'Nope' in the model registry"),
     (lambda o: o['datasets'].pop('train'), 'datasets.train is required'),
     (lambda o: o['datasets']['train'].update(batch_size_per_gpu=2.5), 'datasets.train.batch_size_per_gpu must be int'),
-    (lambda o: o.update(trian={}), "unknown top-level key 'trian'"),
+    (lambda o: o.update(trian={}), "trian is not a key of the top level. Did you mean 'train'"),
     (lambda o: o['degradation'].update(type='blurry'), "degradation.type: No 'blurry' in the degradation registry"),
     (lambda o: o.update(scale=True), 'scale must be int, got bool'),
     (lambda o: o.update(logger={'print_freq': 'often'}), 'logger.print_freq must be int'),
@@ -139,3 +142,100 @@ def test_every_shipped_option_file_loads():
     assert files
     for path in files:
         load_options(path, is_train=path.relative_to(root).parts[0] == 'train')
+
+
+@pytest.mark.parametrize('override, message', [
+    # misspelled or misplaced keys below the top level
+    ('datasets.train.batch_size=8', "datasets.train.batch_size is not a key of dataset HRImageDataset. "
+                                    "Did you mean 'batch_size_per_gpu'"),
+    ('datasets.train.use_flip=true', "datasets.train.use_flip is not a key of dataset HRImageDataset. "
+                                     "Did you mean 'use_hflip'"),
+    ('train.ema_decy=0.9', "train.ema_decy is not a key of BlindSRModel training. Did you mean 'ema_decay'"),
+    ('val.val_frq=5', "val.val_frq is not a key of the val section. Did you mean 'val_freq'"),
+    ('logger.save_checkpoint_frq=5', "logger.save_checkpoint_frq is not a key of the logger section. "
+                                     "Did you mean 'save_checkpoint_freq'"),
+    ('path.experiment_root=/tmp/x', "path.experiment_root is not a key of the path section. "
+                                    "Did you mean 'experiments_root'"),
+    ('network_g.num_feats=8', "network_g.num_feats is not a key of arch BSRNet. Did you mean 'num_feat'"),
+    ('train.optim_g.lrr=0.1', "train.optim_g.lrr is not a key of optimizer Adam. Did you mean 'lr'"),
+    ('degradation.sigma=2', 'degradation.sigma is not a key of degradation bicubic'),
+    ('train.losses=[{type: L1Loss, loss_wieght: 2}]', "train.losses\\[0\\].loss_wieght is not a key of loss L1Loss. "
+                                     "Did you mean 'loss_weight'"),
+    ('val.metrics={psnr: {type: calculate_psnr, test_y_chanel: true}}',
+     "val.metrics.psnr.test_y_chanel is not a key of metric calculate_psnr. Did you mean 'test_y_channel'"),
+    # missing, mistyped, out of range
+    ('datasets.train.gt_size=null', 'datasets.train.gt_size is required \\(dataset HRImageDataset\\)'),
+    ('val.val_freq=0', 'val.val_freq must be >= 1, got 0'),
+    ('logger.print_freq=0', 'logger.print_freq must be >= 1, got 0'),
+    ('logger.save_checkpoint_freq=0', 'logger.save_checkpoint_freq must be >= 1, got 0'),
+    ('datasets.train.dataroot_gt=123', 'datasets.train.dataroot_gt must be str or list, got int 123'),
+    ('datasets.train.gt_size=abc', "datasets.train.gt_size must be int, got str 'abc'"),
+    ('datasets.train.num_worker_per_gpu=-1', 'datasets.train.num_worker_per_gpu must be >= 0'),
+    ('network_g.num_feat=eight', "network_g.num_feat must be int, got str 'eight'"),
+    ('train.use_amp=fp8', "train.use_amp must be one of False, True, 'fp16', 'bf16', got 'fp8'"),
+    ('train.optim_g={type: SGD, lr: 0.1, betas: [0.9, 0.99]}', 'train.optim_g.betas is not a key of optimizer SGD'),
+    ('train.scheduler={type: StepLR}', 'train.scheduler.step_size is required by scheduler StepLR'),
+    ('train.scheduler={type: CosineAnnealingLR}', 'train.scheduler.T_max is required by scheduler CosineAnnealingLR'),
+    ('train.scheduler={type: CosineAnnealingLR, T_max: 10, milestones: [5]}',
+     'train.scheduler.milestones is not a key of scheduler CosineAnnealingLR. Known keys: T_max, eta_min, last_epoch'),
+    ('train.optim_g.type=Adamm', "train.optim_g.type: Unknown optimizer 'Adamm'"),
+    ('dist.backend=mpi', "dist.backend must be one of 'auto', 'nccl', 'gloo'"),
+])
+def test_every_key_at_every_depth_is_checked(tmp_path, override, message):
+    path = write(tmp_path, BASE + 'val: {}\n', 'deep.yml')
+    with pytest.raises(OptionsError, match=message) as info:
+        load_options(path, [override])
+    assert str(info.value).startswith(f'{path}: ') and '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize('override', ['train.stge=encoder', 'moco.queue_sise=64'])
+def test_model_declared_sections_are_checked(tmp_path, override):
+    """DASRModel's train.stage and moco: section are declared by the model; typos in them are errors."""
+    text = BASE.replace('BlindSRModel', 'DASRModel').replace(
+        'network_g: {type: BSRNet, scale: 2, num_feat: 8, num_block: 1, num_grow_ch: 4}', 'network_g: {type: DASR, scale: 2}')
+    key, close = override.split('=')[0], {'train.stge': 'stage', 'moco.queue_sise': 'queue_size'}
+    with pytest.raises(OptionsError, match=f"{key} is not a key of .*Did you mean '{close[key]}'"):
+        load_options(write(tmp_path, text, 'dasr.yml'), [override])
+    opt = load_options(write(tmp_path, text, 'dasr.yml'), ['moco.queue_size=64'])
+    assert opt['moco'] == {'queue_size': 64, 'momentum': 0.999, 'temperature': 0.07}
+    assert opt['train']['stage'] == 'joint' and opt['train']['contrastive_weight'] == 1.0
+
+
+@pytest.mark.parametrize('section, expected', [
+    ('train.optim_g={type: SGD, lr: 0.1}', {'type': 'SGD', 'lr': 0.1, 'momentum': 0}),
+    ('train.optim_g={type: AdamW, lr: 0.001}', {'type': 'AdamW', 'lr': 0.001}),
+    ('train.scheduler={type: CosineAnnealingLR, T_max: 10}', {'type': 'CosineAnnealingLR', 'T_max': 10}),
+    ('train.scheduler={type: CosineAnnealingRestartLR, periods: [5, 5], restart_weights: [1, 0.5]}',
+     {'type': 'CosineAnnealingRestartLR', 'periods': [5, 5]}),
+])
+def test_defaults_belong_to_the_type_not_the_section(tmp_path, section, expected):
+    """A user's optimizer/scheduler gets its own defaults, never Adam's betas or MultiStepLR's milestones,
+    and builds and steps."""
+    import torch
+
+    from blindsr.models.base_model import make_scheduler, optimizer_class
+
+    opt = load_options(write(tmp_path, BASE), [section])
+    key = section.split('=')[0].split('.')[1]
+    resolved = opt['train'][key]
+    assert resolved.items() >= expected.items()
+    assert 'betas' not in resolved or resolved['type'] in ('Adam', 'AdamW')
+    assert 'milestones' not in resolved or resolved['type'] == 'MultiStepLR'
+    args = {k: v for k, v in opt['train']['optim_g'].items() if k != 'type'}
+    optimizer = optimizer_class(opt['train']['optim_g']['type'])([torch.nn.Parameter(torch.zeros(1))], **args)
+    scheduler = make_scheduler(optimizer, opt['train']['scheduler'])
+    optimizer.step()
+    scheduler.step()
+
+
+def test_resolved_options_round_trip(tmp_path):
+    """The resolved options (every default spelled out, as the run folder records them) load again to the
+    same options: a user can start a run from experiments/<name>/options.yml."""
+    for path in sorted((REPO / 'options').rglob('*.yml')):
+        is_train = path.relative_to(REPO / 'options').parts[0] == 'train'
+        opt = load_options(path, is_train=is_train)
+        again = write(tmp_path, dump_options(opt), 'resolved.yml')
+        assert load_options(again, is_train=is_train) == opt, path
+    opt = load_options(write(tmp_path, BASE))
+    assert opt['logger'] == {'print_freq': 10, 'save_checkpoint_freq': 1000, 'keep_last': 3, 'use_tb_logger': True}
+    assert opt['network_g']['num_feat'] == 8 and opt['network_g']['in_ch'] == 3  # the arch's own defaults

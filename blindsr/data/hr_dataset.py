@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from blindsr.data.image_io import ImageReadError, image_size, list_images, read_image, to_tensor
 from blindsr.data.transforms import augment, paired_crop, sample_rng, torch_generator
 from blindsr.registry import DATASET_REGISTRY, DEGRADATION_REGISTRY, build
+from blindsr.schema import REQUIRED, Component, Value, registered
 
 
 def read_lmdb_meta(root: str | Path) -> list[tuple[str, int, int]]:
@@ -57,6 +58,16 @@ class HRImageDataset(Dataset):
     (the pipeline's sampled parameters for this sample). In the train phase every image is checked at
     construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs).
     """
+
+    option_keys = {
+        'dataroot_gt': Value((str, list), REQUIRED),
+        'gt_size': Value(int, None, min=1),
+        'use_hflip': Value(bool, False),
+        'use_rot': Value(bool, False),
+        'num_patches': Value(int, 1, min=1),
+        'degradation': Component(registered(DEGRADATION_REGISTRY), 'degradation', default=None, supplied=('scale', )),
+    }
+    train_required = ('gt_size', )
 
     def __init__(self, opt: dict[str, Any]) -> None:
         super().__init__()

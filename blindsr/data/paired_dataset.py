@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from blindsr.data.image_io import image_size, list_images, read_image, to_tensor
 from blindsr.data.transforms import augment, paired_crop, sample_rng
 from blindsr.registry import DATASET_REGISTRY
+from blindsr.schema import REQUIRED, Value
 
 _MAX_LISTED = 10
 
@@ -43,6 +44,16 @@ class PairedFolderDataset(Dataset):
     ``gt_size // scale``), ``use_hflip``, ``use_rot`` (default False). Other phases give whole images.
     Items: ``lq``, ``lq_path`` and, when paired, ``gt``, ``gt_path``.
     """
+
+    option_keys = {
+        'dataroot_lq': Value(str, REQUIRED),
+        'dataroot_gt': Value(str, None),
+        'filename_tmpl': Value(str, '{}'),
+        'gt_size': Value(int, None, min=1),
+        'use_hflip': Value(bool, False),
+        'use_rot': Value(bool, False),
+    }
+    train_required = ('gt_size', )
 
     def __init__(self, opt: dict[str, Any]) -> None:
         super().__init__()
@@ -118,6 +129,9 @@ class TestSetFolder(PairedFolderDataset):
     Without ``setting``, ``python -m blindsr.test`` evaluates every setting of the folder
     (:func:`settings_of`) and writes a summary table (rows: scale, columns: setting).
     """
+
+    option_keys = {'dataroot': Value(str, REQUIRED), 'setting': Value(str, None)}
+    train_required = ()
 
     def __init__(self, opt: dict[str, Any]) -> None:
         root, setting = Path(opt['dataroot']), opt.get('setting')

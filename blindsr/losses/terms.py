@@ -24,6 +24,7 @@ from basicsr.losses.gan_loss import GANLoss
 from torch import nn
 
 from blindsr.registry import LOSS_REGISTRY, build
+from blindsr.schema import Component, Value, registered
 
 
 BASICSR_LOG_NAMES = {'L1Loss': 'l_pix', 'MSELoss': 'l_pix', 'CharbonnierLoss': 'l_pix',
@@ -32,6 +33,10 @@ BASICSR_LOG_NAMES = {'L1Loss': 'l_pix', 'MSELoss': 'l_pix', 'CharbonnierLoss': '
 
 def default_name(kind: str) -> str:
     return BASICSR_LOG_NAMES.get(kind) or 'l_' + re.sub(r'loss$', '', kind.lower())
+
+
+# one entry of train.losses: a registered loss with its own arguments, plus the log name
+LOSS_TERM = Component(registered(LOSS_REGISTRY), 'loss', own={'name': Value(str, None)})
 
 
 class LossTerms(nn.Module):

@@ -28,6 +28,7 @@ from blindsr import dist
 from blindsr.checkpoint import FORMAT, load_pretrained
 from blindsr.dist import DistInfo
 from blindsr.registry import ARCH_REGISTRY, build
+from blindsr.schema import Component
 
 STATE_VERSION = 1
 
@@ -35,8 +36,12 @@ STATE_VERSION = 1
 class BaseModel:
     """Base class: subclasses build their networks in ``__init__`` and implement the hooks below."""
 
-    # top-level option sections a model accepts beyond the common ones (name -> type)
-    extra_sections: dict[str, type] = {}
+    # what a model reads of the options beyond the common sections (see blindsr.schema): its top-level
+    # sections, its path keys beyond path.pretrain_network_<x> / strict_load_<x> / param_key_<x>, and
+    # the keys of train: (every key there must be declared; the declared defaults fill the rest)
+    sections: dict[str, Any] = {}
+    path_options: dict[str, Any] = {}
+    train_options: dict[str, Any] = {}
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         self.opt = opt
@@ -105,12 +110,7 @@ class BaseModel:
     def add_optimizer(self, name: str, params: Iterator[nn.Parameter] | list, optim_opt: dict,
                       sched_opt: dict | None = None) -> torch.optim.Optimizer:
         optim_opt = dict(optim_opt)
-        kind = optim_opt.pop('type')
-        cls = getattr(torch.optim, kind, None)
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-            known = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
-                     and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != 'Optimizer']
-            raise ValueError(f"Unknown optimizer '{kind}'; torch.optim has: {', '.join(sorted(known))}.")
+        cls = optimizer_class(optim_opt.pop('type'))
         optimizer = cls([p for p in params if p.requires_grad], **optim_opt)
         self.optimizers[name] = optimizer
         if sched_opt:
@@ -236,14 +236,36 @@ class BaseModel:
             logging.getLogger('blindsr').info(msg)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, sched_opt: dict) -> Any:
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """A torch optimizer by name (``Adam``, ``AdamW``, ``SGD`` ...)."""
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        known = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+                 and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != 'Optimizer']
+        raise ValueError(f"Unknown optimizer '{name}'; torch.optim has: {', '.join(sorted(known))}.")
+    return cls
+
+
+def scheduler_class(name: str) -> type:
     """A scheduler from ``torch.optim.lr_scheduler`` or BasicSR's (MultiStepRestartLR, ...), by name."""
     from basicsr.models import lr_scheduler as basicsr_sched
 
+    for module in (torch.optim.lr_scheduler, basicsr_sched):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and issubclass(cls, torch.optim.lr_scheduler.LRScheduler):
+            return cls
+    raise ValueError(f"Unknown scheduler '{name}': not in torch.optim.lr_scheduler nor "
+                     'basicsr.models.lr_scheduler (MultiStepRestartLR, CosineAnnealingRestartLR).')
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, sched_opt: dict) -> Any:
     sched_opt = dict(sched_opt)
-    kind = sched_opt.pop('type')
-    cls = getattr(torch.optim.lr_scheduler, kind, None) or getattr(basicsr_sched, kind, None)
-    if cls is None:
-        raise ValueError(f"Unknown scheduler '{kind}': not in torch.optim.lr_scheduler nor "
-                         'basicsr.models.lr_scheduler (MultiStepRestartLR, CosineAnnealingRestartLR).')
-    return cls(optimizer, **sched_opt)
+    return scheduler_class(sched_opt.pop('type'))(optimizer, **sched_opt)
+
+
+# train.optim_*, train.scheduler: any torch optimizer / torch or BasicSR scheduler with its own arguments;
+# the default's arguments apply only to a section of the default's type
+OPTIMIZER = Component(optimizer_class, 'optimizer', default={'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99],
+                                                             'weight_decay': 0}, supplied=('params', ))
+SCHEDULER = Component(scheduler_class, 'scheduler', default={'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5},
+                      supplied=('optimizer', ))

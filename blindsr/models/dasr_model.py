@@ -28,6 +28,7 @@ from blindsr.losses import LossTerms
 from blindsr.models.base_model import BaseModel
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.registry import DEGRADATION_REGISTRY, MODEL_REGISTRY, build
+from blindsr.schema import Arguments, Value
 
 STAGES = ('encoder', 'joint')
 
@@ -37,7 +38,10 @@ class DASRModel(BlindSRModel):
     """Options: ``network_g`` (``type: DASR``), ``degradation`` (paired classic), ``train.stage``,
     ``train.contrastive_weight`` (1), ``moco: {queue_size: 8192, momentum: 0.999, temperature: 0.07}``."""
 
-    extra_sections = {'moco': dict}
+    sections = {'moco': Arguments(MoCo, 'MoCo', supplied=('encoder_q', 'dim'))}
+    train_options = {**BlindSRModel.train_options,
+                     'stage': Value(str, 'joint', choices=STAGES),
+                     'contrastive_weight': Value(float, 1.0, min=0)}
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         BaseModel.__init__(self, opt, device, dist_info)

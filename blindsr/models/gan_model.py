@@ -26,8 +26,10 @@ from __future__ import annotations
 import torch
 
 from blindsr.dist import DistInfo
+from blindsr.models.base_model import optimizer_class
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.registry import MODEL_REGISTRY
+from blindsr.schema import Component, Value
 
 
 @MODEL_REGISTRY.register()
@@ -36,6 +38,11 @@ class BlindSRGANModel(BlindSRModel):
     updated every iteration), ``train.net_d_init_iters`` (0: iterations that train D only)."""
 
     adversarial = True
+    train_options = {**BlindSRModel.train_options,
+                     # null: a copy of optim_g's settings
+                     'optim_d': Component(optimizer_class, 'optimizer', default=None, supplied=('params', )),
+                     'net_d_iters': Value(int, 1, min=1),
+                     'net_d_init_iters': Value(int, 0, min=0)}
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         super().__init__(opt, device, dist_info)

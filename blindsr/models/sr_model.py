@@ -14,8 +14,10 @@ import torch
 
 from blindsr.dist import DistInfo
 from blindsr.losses import LossTerms
-from blindsr.models.base_model import BaseModel
+from blindsr.losses.terms import LOSS_TERM
+from blindsr.models.base_model import OPTIMIZER, SCHEDULER, BaseModel
 from blindsr.registry import DEGRADATION_REGISTRY, MODEL_REGISTRY, build
+from blindsr.schema import REQUIRED, ListOf, Value
 
 
 @MODEL_REGISTRY.register()
@@ -24,6 +26,16 @@ class BlindSRModel(BaseModel):
     applied per batch."""
 
     adversarial = False  # whether train.losses may hold a GAN term (a model with a discriminator)
+
+    train_options = {
+        'total_iter': Value(int, REQUIRED, min=1),
+        'optim_g': OPTIMIZER,
+        'scheduler': SCHEDULER,
+        'losses': ListOf(LOSS_TERM, default=[{'type': 'L1Loss', 'loss_weight': 1.0}]),
+        'ema_decay': Value(float, 0, min=0, below=1),  # 0: no EMA copy
+        'use_amp': Value((bool, str), False, choices=(False, True, 'fp16', 'bf16')),  # True: fp16
+        'grad_clip': Value(float, None, min=0),  # max gradient norm; null: no clipping
+    }
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         super().__init__(opt, device, dist_info)
