@@ -228,6 +228,17 @@ def test_defaults_belong_to_the_type_not_the_section(tmp_path, section, expected
     scheduler.step()
 
 
+def test_a_scheduler_refusing_its_arguments_is_a_one_line_error(tmp_path):
+    import torch
+
+    from blindsr.models.base_model import make_scheduler
+
+    opt = load_options(write(tmp_path, BASE), ['train.scheduler={type: CosineAnnealingRestartLR, periods: [2, 2]}'])
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match='train.scheduler: CosineAnnealingRestartLR does not accept .*same length'):
+        make_scheduler(optimizer, opt['train']['scheduler'])
+
+
 def test_resolved_options_round_trip(tmp_path):
     """The resolved options (every default spelled out, as the run folder records them) load again to the
     same options: a user can start a run from experiments/<name>/options.yml."""

@@ -260,7 +260,11 @@ def scheduler_class(name: str) -> type:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, sched_opt: dict) -> Any:
     sched_opt = dict(sched_opt)
-    return scheduler_class(sched_opt.pop('type'))(optimizer, **sched_opt)
+    kind = sched_opt.pop('type')
+    try:
+        return scheduler_class(kind)(optimizer, **sched_opt)
+    except AssertionError as err:  # BasicSR's schedulers check their arguments with assert
+        raise ValueError(f'train.scheduler: {kind} does not accept {sched_opt}: {err}') from err
 
 
 # train.optim_*, train.scheduler: any torch optimizer / torch or BasicSR scheduler with its own arguments;
