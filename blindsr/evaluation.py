@@ -75,7 +75,7 @@ def evaluate(model, loader, metrics: dict, save_dir: str | Path | None = None, s
         if model.device.type == 'cuda':
             torch.cuda.synchronize(model.device)
         start = time.perf_counter()
-        sr = model.infer(lq)
+        sr = model.infer(lq, gt=None if gt is None else gt.to(model.device), name=name)
         if model.device.type == 'cuda':
             torch.cuda.synchronize(model.device)
         record = {'name': name, 'time_s': time.perf_counter() - start}

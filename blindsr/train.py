@@ -185,11 +185,11 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
         if writer:
             writer.close()
     if is_main:
-        final = {'params': model.networks['net_g'].state_dict()}
-        if 'net_g' in model.ema:
-            final['params_ema'] = model.ema['net_g'].state_dict()
-        save_atomic(final, Path(opt['path']['models']) / 'net_g_final.pth')
-        logger.info(f"Training done: {Path(opt['path']['models']) / 'net_g_final.pth'}")
+        written = []
+        for filename, payload in model.export().items():
+            save_atomic(payload, Path(opt['path']['models']) / filename)
+            written.append(str(Path(opt['path']['models']) / filename))
+        logger.info(f"Training done: {', '.join(written)}")
     return model
 
 

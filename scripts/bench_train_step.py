@@ -50,8 +50,8 @@ def main() -> None:
         baseline = baseline or seconds
         print(f'  train step, {amp:>4}: {seconds * 1000:8.1f} ms  {1 / seconds:7.2f} steps/s  '
               f'{baseline / seconds:5.2f}x vs fp32')
-    if model.degradation is not None:
-        degrade = median_seconds(lambda: model.degrade(gt), args.steps, device)
+    if model.degrader is not None:
+        degrade = median_seconds(lambda: model.degrader(gt), args.steps, device)
         print(f'  degradation alone: {degrade * 1000:8.1f} ms ({100 * degrade / baseline:.1f}% of an fp32 step)')
 
 

@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 
 from blindsr.data.image_io import ImageReadError, image_size, list_images, read_image, to_tensor
 from blindsr.data.transforms import augment, paired_crop, sample_rng, torch_generator
-from blindsr.registry import DATASET_REGISTRY, DEGRADATION_REGISTRY, build
+from blindsr.degradations.degrader import Degrader
+from blindsr.registry import DATASET_REGISTRY, DEGRADATION_REGISTRY
 from blindsr.schema import REQUIRED, Component, Value, registered
 
 
@@ -93,8 +94,8 @@ class HRImageDataset(Dataset):
             self._check_sizes(sizes)
         self.num_patches = int(opt.get('num_patches', 1))
         degradation = opt.get('degradation')
-        self.degradation = build(DEGRADATION_REGISTRY, degradation, scale=self.scale) if degradation else None
-        if getattr(self.degradation, 'pool_size', 0):
+        self.degrader = Degrader(degradation, self.scale) if degradation else None
+        if self.degrader is not None and self.degrader.batch_only:
             raise ValueError('the training-pair pool (pool_size) mixes samples across batches; it runs in the '
                              "model's feed_data only: move 'degradation' to the top level of the options")
         self.seed = int(opt.get('seed', 0))
@@ -145,9 +146,8 @@ class HRImageDataset(Dataset):
         else:
             gt = to_tensor(mod_crop(img, self.scale))
         item: dict[str, Any] = {'gt': gt, 'gt_path': self.items[index][0]}
-        if self.degradation is not None:
-            generator = torch_generator(rng)
-            lq, params = self.degradation(gt[None], generator)
+        if self.degrader is not None:
+            lq, params = self.degrader(gt[None], torch_generator(rng))
             item['lq'] = lq[0]
             if 'gt' in params:  # the pipeline cropped or sharpened the target
                 item['gt'] = params.pop('gt')[0]

@@ -12,7 +12,9 @@ pixel, perceptual and GAN terms, otherwise ``l_`` + the type without ``Loss``, l
 
 Reconstruction terms are called as ``term(sr, gt)``. A term whose class derives from BasicSR's
 ``GANLoss`` is the adversarial term: a model with a discriminator scores ``D(sr)`` with it and
-trains the discriminator with it (``is_disc=True``, where BasicSR ignores ``loss_weight``).
+trains the discriminator with it (``is_disc=True``, where BasicSR ignores ``loss_weight``). A term
+derived from :class:`~blindsr.losses.distillation.DistillationLoss` (``KDLoss``) compares a student's
+representation with its teacher's; only a model with a teacher takes one.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import torch
 from basicsr.losses.gan_loss import GANLoss
 from torch import nn
 
+from blindsr.losses.distillation import DistillationLoss
 from blindsr.registry import LOSS_REGISTRY, build
 from blindsr.schema import Component, Value, registered
-
 
 BASICSR_LOG_NAMES = {'L1Loss': 'l_pix', 'MSELoss': 'l_pix', 'CharbonnierLoss': 'l_pix',
                      'VGGPerceptualLoss': 'l_percep', 'GANLoss': 'l_g_gan'}
@@ -40,9 +42,10 @@ LOSS_TERM = Component(registered(LOSS_REGISTRY), 'loss', own={'name': Value(str,
 
 
 class LossTerms(nn.Module):
-    """The terms of a ``train.losses`` list; ``adversarial`` is the GAN term or ``None``."""
+    """The terms of a ``train.losses`` list; ``adversarial`` is the GAN term or ``None``, ``distillation``
+    the terms on (student, teacher) representations by name."""
 
-    def __init__(self, specs: list[dict], allow_adversarial: bool = False) -> None:
+    def __init__(self, specs: list[dict], allow_adversarial: bool = False, allow_distillation: bool = False) -> None:
         super().__init__()
         if not specs:
             raise ValueError('train.losses is empty: list at least one loss term.')
@@ -61,12 +64,20 @@ class LossTerms(nn.Module):
                 if self.adversarial_name is not None:
                     raise ValueError('train.losses: more than one adversarial (GANLoss) term.')
                 self.adversarial_name = name
+            if isinstance(term, DistillationLoss) and not allow_distillation:
+                raise ValueError(f"train.losses: {spec['type']} compares a student with its teacher, but this model "
+                                 'has no teacher (use a distillation model such as KDSRStudentModel).')
             self.terms[name] = term
 
     @property
     def adversarial(self) -> GANLoss | None:
         return self.terms[self.adversarial_name] if self.adversarial_name else None
 
+    @property
+    def distillation(self) -> dict[str, DistillationLoss]:
+        return {name: term for name, term in self.terms.items() if isinstance(term, DistillationLoss)}
+
     def reconstruction(self, sr: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every non-adversarial term on (sr, gt), by name."""
-        return {name: term(sr, gt) for name, term in self.terms.items() if name != self.adversarial_name}
+        """Every term on (sr, gt) — neither adversarial nor distillation — by name."""
+        return {name: term(sr, gt) for name, term in self.terms.items()
+                if name != self.adversarial_name and not isinstance(term, DistillationLoss)}

@@ -1,9 +1,19 @@
-"""The engine every blindsr model stands on: networks, optimizers, schedulers, EMA, AMP, full state.
+"""The engine every blindsr model stands on: the construction steps, networks, optimizers, schedulers,
+EMA, AMP, the run's degradation and the full training state.
 
 A model owns any number of named networks (``net_g``, ``net_d``, a frozen teacher ...), each with
-its own optimizer and scheduler or none, an EMA copy for any of them, an AMP grad scaler and the
-per-rank random generator used for on-the-fly degradation. :meth:`BaseModel.state_dict` captures
-all of it plus the RNG states of every rank, so a resumed run continues bit-identically.
+its own optimizer and scheduler or none, an EMA copy for any of them, an AMP grad scaler and a
+:class:`~blindsr.degradations.degrader.Degrader` (the pipeline and its per-rank random stream).
+:meth:`BaseModel.state_dict` captures all of it plus the RNG states of every rank, so a resumed run
+continues bit-identically.
+
+Construction is three overridable steps, called in this order by ``__init__``:
+:meth:`~BaseModel.build_networks`, :meth:`~BaseModel.build_degrader` and, when training,
+:meth:`~BaseModel.setup_training` (losses, optimizers, EMA). What the engine asks of a model
+afterwards — by the training loop, the evaluation and the test entry point — is declared here:
+``feed_data``, ``optimize_parameters``, ``infer(lq, *, gt, name)``, ``degrade_for_eval`` and
+``export``. A model also declares what it reads of the options (``sections``, ``path_options``,
+``train_options``; see :mod:`blindsr.schema`).
 
 BasicSR's own ``BaseModel`` is not reused: it falls back to DataParallel, maps resume states to
 ``torch.cuda.current_device()`` (GPU only), keeps weights and training state in separate files
@@ -26,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from blindsr import dist
 from blindsr.checkpoint import FORMAT, load_pretrained
+from blindsr.degradations.degrader import Degrader
 from blindsr.dist import DistInfo
 from blindsr.registry import ARCH_REGISTRY, build
 from blindsr.schema import Component
@@ -34,7 +45,7 @@ STATE_VERSION = 1
 
 
 class BaseModel:
-    """Base class: subclasses build their networks in ``__init__`` and implement the hooks below."""
+    """Base class: subclasses override the construction steps and implement the hooks below."""
 
     # what a model reads of the options beyond the common sections (see blindsr.schema): its top-level
     # sections, its path keys beyond path.pretrain_network_<x> / strict_load_<x> / param_key_<x>, and
@@ -58,9 +69,26 @@ class BaseModel:
         self.amp_dtype = {False: None, None: None, True: torch.float16, 'fp16': torch.float16,
                           'bf16': torch.bfloat16}[amp]
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        seed = opt.get('manual_seed', 0)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed * 1009 + dist_info.rank)
+        self.build_networks()
+        self.degrader = self.build_degrader()
+        if self.is_train:
+            self.setup_training(opt['train'])
+
+    # ------------------------------------------------------------------ construction steps
+    def build_networks(self) -> None:
+        """Build and register the networks (:meth:`add_network`), trainable or not."""
+        raise NotImplementedError
+
+    def build_degrader(self) -> Degrader | None:
+        """The run's degradation (``degradation:`` in the options), or None when the data brings LR images."""
+        if not self.opt.get('degradation'):
+            return None
+        return Degrader(self.opt['degradation'], self.opt['scale'], self.device, self.opt.get('manual_seed', 0),
+                        self.dist.rank)
+
+    def setup_training(self, train: dict) -> None:
+        """Losses, optimizers, schedulers and EMA copies from the ``train:`` section."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ building
     def add_network(self, name: str, net_opt: dict, trainable: bool = True, frozen: tuple[str, ...] = (),
@@ -125,9 +153,26 @@ class BaseModel:
         raise NotImplementedError
 
     @torch.no_grad()
-    def infer(self, lq: torch.Tensor) -> torch.Tensor:
-        """Super-resolve an LR batch (test/validation path); per-image optimisation may happen here."""
+    def infer(self, lq: torch.Tensor, *, gt: torch.Tensor | None = None, name: str | None = None) -> torch.Tensor:
+        """Super-resolve an LR batch (test/validation path). ``gt`` is the HR image where the evaluation
+        has one (a teacher that sees HR uses it); ``name`` is a stable key of the image (a per-image
+        method seeds its optimisation from it)."""
         raise NotImplementedError
+
+    def degrade_for_eval(self, gt: torch.Tensor, name: str) -> torch.Tensor:
+        """The LR image of an HR-only evaluation image, reproducible from its name."""
+        if self.degrader is None:
+            raise ValueError("The evaluation image has no LR counterpart and the options define no 'degradation' "
+                             "to make one: add a top-level 'degradation:' section or use paired data.")
+        return self.degrader.for_image(gt, name)
+
+    def export(self) -> dict[str, dict]:
+        """What a finished run leaves in its ``models/`` folder: file name -> saved dict. By default the
+        generator in BasicSR's layout (``params``, and ``params_ema`` with an EMA)."""
+        final = {'params': self.networks['net_g'].state_dict()}
+        if 'net_g' in self.ema:
+            final['params_ema'] = self.ema['net_g'].state_dict()
+        return {'net_g_final.pth': final}
 
     # ------------------------------------------------------------------ training helpers
     def autocast(self):
@@ -215,7 +260,7 @@ class BaseModel:
             'python': random.getstate(),
             'numpy': (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
             'torch': torch.get_rng_state(),
-            'generator': self.generator.get_state(),
+            **(self.degrader.state_dict() if self.degrader is not None else {}),
         }
         if self.device.type == 'cuda':
             state['cuda'] = torch.cuda.get_rng_state(self.device)
@@ -226,7 +271,8 @@ class BaseModel:
         kind, key, *rest = state['numpy']
         np.random.set_state((kind, key.numpy().astype(np.uint32), *rest))
         torch.set_rng_state(state['torch'])
-        self.generator.set_state(state['generator'])
+        if self.degrader is not None:
+            self.degrader.load_state_dict(state)
         if 'cuda' in state and self.device.type == 'cuda':
             torch.cuda.set_rng_state(state['cuda'], self.device)
 

@@ -23,11 +23,9 @@ import torch.nn.functional as F
 
 from blindsr import dist
 from blindsr.archs.moco import MoCo, info_nce_accuracy
-from blindsr.dist import DistInfo
 from blindsr.losses import LossTerms
-from blindsr.models.base_model import BaseModel
 from blindsr.models.sr_model import BlindSRModel
-from blindsr.registry import DEGRADATION_REGISTRY, MODEL_REGISTRY, build
+from blindsr.registry import MODEL_REGISTRY
 from blindsr.schema import Arguments, Value
 
 STAGES = ('encoder', 'joint')
@@ -43,33 +41,26 @@ class DASRModel(BlindSRModel):
                      'stage': Value(str, 'joint', choices=STAGES),
                      'contrastive_weight': Value(float, 1.0, min=0)}
 
-    def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
-        BaseModel.__init__(self, opt, device, dist_info)
-        train = opt.get('train') or {}
-        self.stage = train.get('stage', 'joint')
-        if self.stage not in STAGES:
-            raise ValueError(f"train.stage must be one of {STAGES}, got {self.stage!r}")
-        self.degradation = (build(DEGRADATION_REGISTRY, opt['degradation'], scale=opt['scale'])
-                            if opt.get('degradation') else None)
+    def build_networks(self) -> None:
+        self.stage = (self.opt.get('train') or {}).get('stage', 'joint')
         encoder_only = self.is_train and self.stage == 'encoder'
-        self.net_g = self.add_network('net_g', opt['network_g'], trainable=self.is_train,
-                                      frozen=('G',) if encoder_only else ())
+        self.net_g = self.add_network('net_g', self.opt['network_g'], trainable=self.is_train,
+                                      frozen=('G', ) if encoder_only else ())
         if not hasattr(self.net_g, 'encoder'):
             raise ValueError(f"DASRModel needs an arch with a degradation encoder (type: DASR), got "
                              f"{type(self.net_g).__name__}")
-        if not self.is_train:
-            self.net_g.eval()
-            return
-        self.net_g.train()
-        moco = MoCo(self.net_g.encoder, self.net_g.encoder.dim, **(opt.get('moco') or {})).to(device)
+        self.net_g.train(self.is_train)
+
+    def build_losses(self, train: dict) -> LossTerms | None:
+        return None if self.stage == 'encoder' else super().build_losses(train)
+
+    def setup_training(self, train: dict) -> None:
+        moco = MoCo(self.net_g.encoder, self.net_g.encoder.dim, **self.opt['moco']).to(self.device)
         dist.broadcast_module(moco)  # one queue: rank 0's random initial keys everywhere
         self.networks['moco'] = moco  # its key encoder and queue are part of the training state
         self.moco = moco
-        self.contrastive_weight = float(train.get('contrastive_weight', 1.0))
-        self.losses = None if encoder_only else LossTerms(train['losses']).to(device)
-        self.add_optimizer('net_g', self.net_g.parameters(), train['optim_g'], train.get('scheduler'))
-        if train.get('ema_decay'):
-            self.add_ema('net_g', train['ema_decay'])
+        self.contrastive_weight = train['contrastive_weight']
+        super().setup_training(train)
 
     def feed_data(self, batch: dict) -> None:
         super().feed_data(batch)
@@ -93,6 +84,6 @@ class DASRModel(BlindSRModel):
             terms = self.losses.reconstruction(sr.float(), self.gt[:, 0])
             total = total + sum(terms.values())
             losses.update({name: value.detach() for name, value in terms.items()})
-        self.step('net_g', total, clip=self.opt['train'].get('grad_clip'))
+        self.step('net_g', total, clip=self.opt['train']['grad_clip'])
         self.update_ema()
         return losses

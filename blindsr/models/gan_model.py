@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import torch
 
-from blindsr.dist import DistInfo
 from blindsr.models.base_model import optimizer_class
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.registry import MODEL_REGISTRY
@@ -44,32 +43,28 @@ class BlindSRGANModel(BlindSRModel):
                      'net_d_iters': Value(int, 1, min=1),
                      'net_d_init_iters': Value(int, 0, min=0)}
 
-    def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
-        super().__init__(opt, device, dist_info)
-        if not self.is_train:
-            return
+    def setup_training(self, train: dict) -> None:
+        super().setup_training(train)
         if self.losses.adversarial is None:
             raise ValueError('BlindSRGANModel needs an adversarial term in train.losses, e.g. '
                              '{type: GANLoss, gan_type: lsgan, loss_weight: 1.0}.')
-        if 'network_d' not in opt:
+        if 'network_d' not in self.opt:
             raise ValueError('BlindSRGANModel needs a network_d section (e.g. {type: UNetDiscriminatorSN, '
                              'num_in_ch: 3, num_feat: 64}).')
-        train = opt['train']
-        self.net_d = self.add_network('net_d', opt['network_d']).train()
-        self.add_optimizer('net_d', self.net_d.parameters(), train.get('optim_d') or train['optim_g'],
-                           train.get('scheduler'))
-        self.net_d_iters = int(train.get('net_d_iters', 1))
-        self.net_d_init_iters = int(train.get('net_d_init_iters', 0))
+        self.net_d = self.add_network('net_d', self.opt['network_d']).train()
+        self.add_optimizer('net_d', self.net_d.parameters(), train['optim_d'] or train['optim_g'], train['scheduler'])
+        self.net_d_iters = train['net_d_iters']
+        self.net_d_init_iters = train['net_d_init_iters']
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
-        adversarial, clip = self.losses.adversarial, self.opt['train'].get('grad_clip')
+        adversarial, clip = self.losses.adversarial, self.opt['train']['grad_clip']
         train_g = it % self.net_d_iters == 0 and it > self.net_d_init_iters
-        with torch.set_grad_enabled(train_g), self.autocast():
-            sr = self.wrapped['net_g'](self.lq).float()
+        with torch.set_grad_enabled(train_g):
+            sr, extra = self.generator_forward()
         logs = {}
         if train_g:
             self.net_d.requires_grad_(False)
-            terms = self.losses.reconstruction(sr, self.gt)
+            terms = {**self.losses.reconstruction(sr, self.gt), **extra}
             with self.autocast():
                 fake_g = self.net_d(sr).float()  # bare D: nothing of D is reduced or stepped here
             terms[self.losses.adversarial_name] = adversarial(fake_g, True, is_disc=False)

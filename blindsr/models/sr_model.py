@@ -8,15 +8,12 @@ blindsr's (BSRNet ...) and BasicSR's (EDSR, RCAN, SwinIR, RRDBNet ...).
 
 from __future__ import annotations
 
-import zlib
-
 import torch
 
-from blindsr.dist import DistInfo
 from blindsr.losses import LossTerms
 from blindsr.losses.terms import LOSS_TERM
 from blindsr.models.base_model import OPTIMIZER, SCHEDULER, BaseModel
-from blindsr.registry import DEGRADATION_REGISTRY, MODEL_REGISTRY, build
+from blindsr.registry import MODEL_REGISTRY
 from blindsr.schema import REQUIRED, ListOf, Value
 
 
@@ -37,72 +34,46 @@ class BlindSRModel(BaseModel):
         'grad_clip': Value(float, None, min=0),  # max gradient norm; null: no clipping
     }
 
-    def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
-        super().__init__(opt, device, dist_info)
-        self.net_g = self.add_network('net_g', opt['network_g'], trainable=self.is_train)
-        self.degradation = (build(DEGRADATION_REGISTRY, opt['degradation'], scale=opt['scale'])
-                            if opt.get('degradation') else None)
-        if self.is_train:
-            train = opt['train']
-            self.net_g.train()
-            self.losses = LossTerms(train['losses'], allow_adversarial=self.adversarial).to(device)
-            self.add_optimizer('net_g', self.net_g.parameters(), train['optim_g'], train.get('scheduler'))
-            if train.get('ema_decay'):
-                self.add_ema('net_g', train['ema_decay'])
-        else:
-            self.net_g.eval()
+    def build_networks(self) -> None:
+        self.net_g = self.add_network('net_g', self.opt['network_g'], trainable=self.is_train)
+        self.net_g.train(self.is_train)
 
-    def degrade(self, gt: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.degradation is None:
-            raise ValueError("The batch has no 'lq' and the options define no 'degradation' to make one: "
-                             "add a top-level 'degradation:' section or use paired data.")
-        lq, self.degradation_params = self.degradation(gt, generator if generator is not None else self.generator)
-        return lq
+    def build_losses(self, train: dict) -> LossTerms | None:
+        return LossTerms(train['losses'], allow_adversarial=self.adversarial).to(self.device)
+
+    def setup_training(self, train: dict) -> None:
+        self.losses = self.build_losses(train)
+        self.add_optimizer('net_g', self.net_g.parameters(), train['optim_g'], train['scheduler'])
+        if train['ema_decay']:
+            self.add_ema('net_g', train['ema_decay'])
 
     def feed_data(self, batch: dict) -> None:
         self.gt = batch['gt'].to(self.device, non_blocking=True)
         if 'lq' in batch:
             self.lq = batch['lq'].to(self.device, non_blocking=True)
-        else:
-            self.lq = self.degrade(self.gt)
-            # a pipeline that crops, sharpens or pools returns the target that goes with its LR
-            self.gt = self.degradation_params.pop('gt', self.gt)
+            return
+        if self.degrader is None:
+            raise ValueError("The batch has no 'lq' and the options define no 'degradation' to make one: "
+                             "add a top-level 'degradation:' section or use paired data.")
+        self.lq, self.degradation_params = self.degrader(self.gt)
+        # a pipeline that crops, sharpens or pools returns the target that goes with its LR
+        self.gt = self.degradation_params.pop('gt', self.gt)
 
-    # a stateful pipeline (Real-ESRGAN's training-pair pool) is saved and restored with the RNG streams
-    def _rng_state(self) -> dict:
-        state = super()._rng_state()
-        if hasattr(self.degradation, 'state_dict'):
-            state['degradation'] = self.degradation.state_dict()
-        return state
-
-    def _set_rng_state(self, state: dict) -> None:
-        super()._set_rng_state(state)
-        if hasattr(self.degradation, 'load_state_dict'):
-            self.degradation.load_state_dict(state.get('degradation', {}))
-
-    def degrade_for_eval(self, gt: torch.Tensor, name: str) -> torch.Tensor:
-        """Degrade a validation image reproducibly: the generator is seeded by the image name."""
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(zlib.crc32(name.encode()) + self.opt.get('manual_seed', 0))
-        training = getattr(self.degradation, 'training', None)
-        if training is not None:
-            self.degradation.training = False  # whole images: no training crops, no pair pool
-        try:
-            return self.degrade(gt, generator)
-        finally:
-            if training is not None:
-                self.degradation.training = training
+    def generator_forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The SR batch of the generator step and the loss terms it adds beyond ``train.losses`` (none
+        here; a distilled student adds its KD term)."""
+        with self.autocast():
+            return self.wrapped['net_g'](self.lq).float(), {}
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
-        with self.autocast():
-            output = self.wrapped['net_g'](self.lq)
-        terms = self.losses.reconstruction(output.float(), self.gt)
-        self.step('net_g', sum(terms.values()), clip=self.opt['train'].get('grad_clip'))
+        sr, terms = self.generator_forward()
+        terms = {**self.losses.reconstruction(sr, self.gt), **terms}
+        self.step('net_g', sum(terms.values()), clip=self.opt['train']['grad_clip'])
         self.update_ema()
         return {name: value.detach() for name, value in terms.items()}
 
     @torch.no_grad()
-    def infer(self, lq: torch.Tensor) -> torch.Tensor:
+    def infer(self, lq: torch.Tensor, *, gt: torch.Tensor | None = None, name: str | None = None) -> torch.Tensor:
         net = self.ema.get('net_g', self.net_g)
         with self.eval_mode(), self.autocast():
             return net(lq).float()
