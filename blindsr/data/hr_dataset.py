@@ -56,7 +56,8 @@ class HRImageDataset(Dataset):
     for ``DEGRADATION_REGISTRY``) with ``seed``
     (default 0). Items: ``gt`` (CHW), ``gt_path`` and, when degraded, ``lq`` (CHW) and ``params``
     (the pipeline's sampled parameters for this sample). In the train phase every image is checked at
-    construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs).
+    construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs);
+    in other phases an image smaller than ``scale`` fails when read.
     """
 
     option_keys = {
@@ -143,6 +144,9 @@ class HRImageDataset(Dataset):
             crops = augment(rng, crops, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
             gt = torch.stack([to_tensor(c) for c in crops]) if self.num_patches > 1 else to_tensor(crops[0])
         else:
+            if min(img.shape[:2]) < self.scale:
+                raise ValueError(f'{self.items[index][0]} ({img.shape[0]}x{img.shape[1]}) is smaller than the '
+                                 f'scale {self.scale}: its LR image would be empty.')
             gt = to_tensor(mod_crop(img, self.scale))
         item: dict[str, Any] = {'gt': gt, 'gt_path': self.items[index][0]}
         if self.degradation is not None:
@@ -156,3 +160,7 @@ class HRImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def item_path(self, index: int) -> str:
+        """The file (or LMDB key path) of item ``index``, for reports of an item that failed."""
+        return self.items[index][0]

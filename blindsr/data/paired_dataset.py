@@ -120,6 +120,10 @@ class PairedFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def item_path(self, index: int) -> str:
+        """The LR file of item ``index``, for reports of an item that failed."""
+        return str(self.pairs[index][0])
+
 
 @DATASET_REGISTRY.register()
 class TestSetFolder(PairedFolderDataset):
