@@ -46,6 +46,8 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     """Evaluate every dataset; return ``{dataset name: result}`` (see :func:`blindsr.evaluation.evaluate`)."""
     if not opt['path'].get('pretrain_network_g'):
         raise OptionsError('path.pretrain_network_g is required for testing (a checkpoint or weights file).')
+    if not opt.get('datasets'):
+        raise OptionsError('datasets: none given; a test run needs at least one dataset to test on.')
     results_root = Path(opt['path']['results_root'])
     logger = setup_logger(results_root / f"test_{opt['name']}.log", dist_info.is_main)
     if dist_info.is_main:

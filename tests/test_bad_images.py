@@ -1,5 +1,5 @@
 """One bad image never costs the others: test runs list failures and go on, training names the file in one
-line, validation skips it."""
+line, validation skips it; a test run without datasets is an error."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from blindsr import cli
 from blindsr import test as test_entry
 from blindsr import train as train_entry
 from blindsr.data.image_io import write_image
+from blindsr.options import OptionsError
 from blindsr.registry import ARCH_REGISTRY
 from conftest import write_photos
 from test_train import free_port, run_cli, tiny_options
@@ -131,4 +132,10 @@ def test_validation_skips_a_bad_image_and_training_goes_on(tmp_path, photo_dirs)
     assert f"broken failed, skipped: {photo_dirs['val'] / 'broken.png'} (h x w 64x64): Cannot decode" in log
     assert 'Validation val @ iter 3: psnr' in log and '1 of 2 images failed, skipped' in log
     assert (run / 'models' / 'net_g_final.pth').is_file()
+
+
+def test_a_test_run_without_datasets_is_an_error(tmp_path):
+    opt_path = write_test_options(tmp_path, {'type': 'HRImageDataset', 'dataroot_gt': str(tmp_path)})
+    with pytest.raises(OptionsError, match='datasets: none given; a test run needs at least one dataset'):
+        test_entry.main(['-opt', str(opt_path), '--set', 'datasets.set=null'])
 
