@@ -1,5 +1,5 @@
 """One bad image never costs the others: test runs list failures and go on, training names the file in one
-line, validation skips it; a test run without datasets is an error."""
+line, validation skips it; a test run without datasets and the demo recipe without its photos say what to do."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 import torch
 import yaml
 
-from blindsr import cli
+from blindsr import cli, demo
 from blindsr import test as test_entry
 from blindsr import train as train_entry
 from blindsr.data.image_io import write_image
 from blindsr.options import OptionsError
 from blindsr.registry import ARCH_REGISTRY
-from conftest import write_photos
+from conftest import REPO, write_photos
 from test_train import free_port, run_cli, tiny_options
 
 NET = {'type': 'BSRNet', 'scale': 4, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
@@ -139,3 +139,19 @@ def test_a_test_run_without_datasets_is_an_error(tmp_path):
     with pytest.raises(OptionsError, match='datasets: none given; a test run needs at least one dataset'):
         test_entry.main(['-opt', str(opt_path), '--set', 'datasets.set=null'])
 
+
+def test_demo_recipe_without_its_photos_says_how_to_get_them(tmp_path, monkeypatch):
+    """The demo recipe's datasets name the command that makes their folders; that command makes them."""
+    monkeypatch.chdir(tmp_path)
+    recipe = str(REPO / 'options' / 'train' / 'bsrnet' / 'demo_x4.yml')
+    small = {'network_g.num_feat': 8, 'network_g.num_block': 1, 'network_g.num_grow_ch': 4, 'train.total_iter': 1,
+             'datasets.train.gt_size': 32, 'datasets.train.batch_size_per_gpu': 2,
+             'datasets.train.num_worker_per_gpu': 0}
+    args = ['-opt', recipe, *[item for key, value in small.items() for item in ('--set', f'{key}={value}')]]
+    with pytest.raises(FileNotFoundError, match=r'^Image folder demo_data/train does not exist; make it with: '
+                                                r'python -m blindsr\.demo --prepare-only$'):
+        train_entry.main(args)
+    demo.main(['--prepare-only'])
+    assert (tmp_path / 'demo_data' / 'val' / 'coffee.png').is_file()
+    run = train_entry.main(args)
+    assert (run / 'models' / 'net_g_final.pth').is_file()

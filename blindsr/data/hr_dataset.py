@@ -57,7 +57,8 @@ class HRImageDataset(Dataset):
     (default 0). Items: ``gt`` (CHW), ``gt_path`` and, when degraded, ``lq`` (CHW) and ``params``
     (the pipeline's sampled parameters for this sample). In the train phase every image is checked at
     construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs);
-    in other phases an image smaller than ``scale`` fails when read.
+    in other phases an image smaller than ``scale`` fails when read. ``prepared_by``: the command that
+    makes a missing folder (said in its error).
     """
 
     option_keys = {
@@ -66,6 +67,7 @@ class HRImageDataset(Dataset):
         'use_hflip': Value(bool, False),
         'use_rot': Value(bool, False),
         'num_patches': Value(int, 1, min=1),
+        'prepared_by': Value(str, None),
         'degradation': Component(registered(DEGRADATION_REGISTRY), 'degradation', default=None, supplied=('scale', )),
     }
     train_required = ('gt_size', )
@@ -85,7 +87,7 @@ class HRImageDataset(Dataset):
                 self.items += [(str(root / f'{key}.png'), str(root)) for key, _, _ in meta]
                 sizes += [(h, w) for _, h, w in meta]
             else:
-                files = list_images(root)
+                files = list_images(root, opt.get('prepared_by'))
                 self.items += [(str(path), None) for path in files]
                 if self.train:
                     sizes += [image_size(path) for path in files]
