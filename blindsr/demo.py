@@ -4,6 +4,8 @@ Writes the colour photos that scikit-image ships into ``demo_data/{train,val}`` 
 validation), trains a small BSRNet x4 with ``options/train/bsrnet/demo_x4.yml``, tests it with
 ``options/test/bsrnet/demo_x4.yml`` and prints its PSNR/SSIM next to bicubic upsampling.
 Extra ``--set`` overrides go to the training run (e.g. ``--set train.total_iter=100``).
+``--prepare-only`` writes the photos and stops (the demo recipes name this command in their datasets'
+``prepared_by``, so running a recipe before the photos exist says how to get them).
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--train-opt', default='options/train/bsrnet/demo_x4.yml')
     parser.add_argument('--test-opt', default='options/test/bsrnet/demo_x4.yml')
     parser.add_argument('--set', action='append', default=[], metavar='KEY.PATH=VALUE')
+    parser.add_argument('--prepare-only', action='store_true',
+                        help='write the photos into demo_data/ and stop (no training, no test)')
     args = parser.parse_args(argv)
 
     from blindsr import test, train
 
     prepare_photos(Path('demo_data'))
+    if args.prepare_only:
+        print('Demo photos are in demo_data/train and demo_data/val.')
+        return
     train.main(['-opt', args.train_opt, *sum((['--set', s] for s in args.set), [])])
     results = test.main(['-opt', args.test_opt])
     for name, result in results.items():

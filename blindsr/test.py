@@ -10,6 +10,11 @@ images. A ``TestSetFolder`` entry without ``setting`` stands for every setting o
 folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
 tabulate the means per set as the papers do (rows: scale, columns: setting, cells PSNR / SSIM).
 Works under torchrun too (each rank takes a shard).
+
+An image that fails (unreadable, too small for the scale or for a metric, ...) does not stop the run:
+the others are evaluated and written, the failures are listed (file, size, reason) in the log and below
+the table, and the run ends with :class:`~blindsr.evaluation.ImagesFailed` ("N of M images failed";
+exit code 3 from the command line, see :mod:`blindsr.cli`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import blindsr  # noqa: F401  (registers everything)
 from blindsr import dist
 from blindsr.data.loader import build_dataloader
 from blindsr.data.paired_dataset import settings_of
-from blindsr.evaluation import evaluate, results_markdown
+from blindsr.evaluation import ImagesFailed, evaluate, results_markdown
 from blindsr.logging_utils import setup_logger
 from blindsr.options import OptionsError, dump_options, load_options
 from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, lookup
@@ -41,6 +46,8 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     """Evaluate every dataset; return ``{dataset name: result}`` (see :func:`blindsr.evaluation.evaluate`)."""
     if not opt['path'].get('pretrain_network_g'):
         raise OptionsError('path.pretrain_network_g is required for testing (a checkpoint or weights file).')
+    if not opt.get('datasets'):
+        raise OptionsError('datasets: none given; a test run needs at least one dataset to test on.')
     results_root = Path(opt['path']['results_root'])
     logger = setup_logger(results_root / f"test_{opt['name']}.log", dist_info.is_main)
     if dist_info.is_main:
@@ -74,6 +81,15 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
         (results_root / 'summary.md').write_text(text)
         (results_root / 'summary.json').write_text(json.dumps(summary, indent=2))
         logger.info('\n' + text)
+    failed = sum(len(r['failures']) for r in out.values())
+    if failed:
+        total = failed + sum(len(r['images']) for r in out.values())
+        message = (f'{failed} of {total} images failed (listed in the results.md of '
+                   f"{', '.join(n for n, r in out.items() if r['failures'])} under {results_root}); "
+                   'the means are over the others')
+        if dist_info.is_main:
+            logger.error(message)
+        raise ImagesFailed(message, out)  # on every rank: each exits 3 (see blindsr.cli)
     return out
 
 

@@ -23,6 +23,7 @@ import torch.distributed as td
 import blindsr  # noqa: F401  (registers everything)
 from blindsr import dist
 from blindsr.checkpoint import latest_state, prune_states, read_checkpoint, save_atomic
+from blindsr.data.image_io import ImageReadError
 from blindsr.data.loader import build_dataloader
 from blindsr.evaluation import evaluate
 from blindsr.logging_utils import ProgressMeter, setup_logger, tensorboard_writer
@@ -95,6 +96,9 @@ def infinite_batches(loader, epoch: int, skip: int):
         loader.batch_sampler.sampler.set_epoch(epoch)
         loader.batch_sampler.sampler.set_start(skip * loader.batch_size)
         for batch in loader:
+            if 'error' in batch:  # an unreadable image, caught in the loader (blindsr.data.loader.CatchItemErrors)
+                raise ImageReadError(f"{batch['error'][0]} Remove or replace this training image; "
+                                     '--auto_resume continues from the last saved state.')
             yield epoch, batch
         epoch += 1
         skip = 0
@@ -210,6 +214,9 @@ def validate(model, val_loaders, val_opt, opt, it, best, writer, logger) -> None
             parts.append(f"{metric} {value:.4f} (best {best[key]['value']:.4f} @ {best[key]['iter']})")
             if writer:
                 writer.add_scalar(f'metrics/{key}', value, it)
+        if result['failures']:  # each one logged as a warning by evaluate
+            count = len(result['failures'])
+            parts.append(f"{count} of {count + len(result['images'])} images failed, skipped")
         logger.info(f'Validation {name} @ iter {it}: ' + ', '.join(parts))
 
 

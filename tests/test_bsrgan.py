@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ import yaml
 from blindsr import test as test_entry
 from blindsr.archs.bsrnet_arch import BSRNet
 from blindsr.data.image_io import read_image, write_image
-from blindsr.evaluation import comparison_image
+from blindsr.evaluation import ImagesFailed, comparison_image
 from conftest import REPO, SHARED, write_photos
 from test_testsets import load_script
 
@@ -84,7 +85,7 @@ def test_comparison_image_repeats_lr_pixels_beside_sr():
 
 
 def test_a_failing_metric_names_the_image_and_its_size(tmp_path, real_lr):
-    """BasicSR's NIQE on an image with a single 96x96 block dies in numpy; the error says where and why, and
+    """BasicSR's NIQE on an image with a single 96x96 block dies in numpy; the failure says where and why, and
     the SR image is on disk already."""
     torch.save(BSRNet(2, **TINY).state_dict(), tmp_path / 'w.pth')
     write_image(tmp_path / 'small' / 'one.png', read_image(sorted(real_lr.iterdir())[0])[:60, :60])
@@ -92,6 +93,9 @@ def test_a_failing_metric_names_the_image_and_its_size(tmp_path, real_lr):
             'datasets.RealSRSet.dataroot_lq': tmp_path / 'small', 'datasets.Set5': 'null',
             **{f'network_g.{k}': v for k, v in TINY.items()}}
     args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
-    with pytest.raises(ValueError, match=r'one: niqe failed on the 120x120 SR image: .*at least two 96x96 blocks'):
+    with pytest.raises(ImagesFailed, match='1 of 1 images failed') as info:
         test_entry.main(['-opt', str(REPO / 'options' / 'test' / 'bsrgan' / 'bsrgan_x2.yml'), *args])
+    failure, = info.value.results['RealSRSet']['failures']
+    assert failure['name'] == 'one' and failure['size'] == [60, 60]
+    assert re.match(r'niqe failed on the 120x120 SR image: .*at least two 96x96 blocks', failure['reason'])
     assert read_image(next((tmp_path / 'r').rglob('one.png'))).shape == (120, 120, 3)

@@ -57,7 +57,9 @@ class HRImageDataset(Dataset):
     for ``DEGRADATION_REGISTRY``) with ``seed``
     (default 0). Items: ``gt`` (CHW), ``gt_path`` and, when degraded, ``lq`` (CHW) and ``params``
     (the pipeline's sampled parameters for this sample). In the train phase every image is checked at
-    construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs).
+    construction to be at least ``gt_size`` on both sides (header reads for folders, meta_info for LMDBs);
+    in other phases an image smaller than ``scale`` fails when read. ``prepared_by``: the command that
+    makes a missing folder (said in its error).
     """
 
     option_keys = {
@@ -66,6 +68,7 @@ class HRImageDataset(Dataset):
         'use_hflip': Value(bool, False),
         'use_rot': Value(bool, False),
         'num_patches': Value(int, 1, min=1),
+        'prepared_by': Value(str, None),
         'degradation': Component(registered(DEGRADATION_REGISTRY), 'degradation', default=None, supplied=('scale', )),
     }
     train_required = ('gt_size', )
@@ -85,7 +88,7 @@ class HRImageDataset(Dataset):
                 self.items += [(str(root / f'{key}.png'), str(root)) for key, _, _ in meta]
                 sizes += [(h, w) for _, h, w in meta]
             else:
-                files = list_images(root)
+                files = list_images(root, opt.get('prepared_by'))
                 self.items += [(str(path), None) for path in files]
                 if self.train:
                     sizes += [image_size(path) for path in files]
@@ -144,6 +147,9 @@ class HRImageDataset(Dataset):
             crops = augment(rng, crops, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
             gt = torch.stack([to_tensor(c) for c in crops]) if self.num_patches > 1 else to_tensor(crops[0])
         else:
+            if min(img.shape[:2]) < self.scale:
+                raise ValueError(f'{self.items[index][0]} ({img.shape[0]}x{img.shape[1]}) is smaller than the '
+                                 f'scale {self.scale}: its LR image would be empty.')
             gt = to_tensor(mod_crop(img, self.scale))
         item: dict[str, Any] = {'gt': gt, 'gt_path': self.items[index][0]}
         if self.degrader is not None:
@@ -156,3 +162,7 @@ class HRImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def item_path(self, index: int) -> str:
+        """The file (or LMDB key path) of item ``index``, for reports of an item that failed."""
+        return self.items[index][0]

@@ -85,11 +85,16 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The image files directly in ``folder`` (by extension, any case; hidden files skipped), sorted."""
+def list_images(folder: str | Path, prepared_by: str | None = None) -> list[Path]:
+    """The image files directly in ``folder`` (by extension, any case; hidden files skipped), sorted.
+
+    ``prepared_by`` (a dataset's option of that name) is the command that makes the folder; a missing
+    folder's error says it.
+    """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f'Image folder {folder} does not exist.')
+        how = f'; make it with: {prepared_by}' if prepared_by else '.'
+        raise FileNotFoundError(f'Image folder {folder} does not exist{how}')
     paths = sorted(Path(p) for p in scandir(str(folder), full_path=True)
                    if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:

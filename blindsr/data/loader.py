@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
+
+from blindsr.data.image_io import ImageReadError
 
 
 class ShardSampler(Sampler[int]):
@@ -65,6 +67,40 @@ class ResumableDistributedSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
+class CatchItemErrors(Dataset):
+    """``dataset`` whose items do not raise ``catch``: such an item becomes ``{'error': reason, 'path': file}``.
+
+    Images are loaded in ``__getitem__``, in worker processes when ``num_worker_per_gpu`` > 0, and an
+    exception there surfaces from the DataLoader's iterator: it ends an evaluation loop without saying
+    which image failed, and in training arrives as the worker's whole traceback. Caught here instead,
+    evaluation lists the image as a failure and goes on with the next one (``catch``: any exception), and
+    training stops with the reason in one line (``catch``: :class:`ImageReadError`, an unreadable file).
+    ``file`` is the dataset's ``item_path(index)`` (blindsr's datasets have one), else ``item <index>``.
+    """
+
+    def __init__(self, dataset: Dataset, catch: tuple[type[Exception], ...]) -> None:
+        self.dataset = dataset
+        self.catch = catch
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        try:
+            return self.dataset[item]
+        except self.catch as err:
+            index = item[0] if isinstance(item, tuple) else item
+            path = self.dataset.item_path(index) if hasattr(self.dataset, 'item_path') else f'item {index}'
+            reason = str(err) if isinstance(err, ValueError) else f'{type(err).__name__}: {err}'
+            return {'error': reason, 'path': path}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate``, except that a batch holding an error record becomes that record alone."""
+    failed = [item for item in items if 'error' in item]
+    return default_collate(failed[:1] or items)
+
+
 def _init_worker(base_seed: int, worker_id: int) -> None:
     # Ctrl+C reaches the whole process group: workers ignore it so that the main process can save a
     # state and stop cleanly (blindsr.train) instead of finding its workers gone.
@@ -97,7 +133,8 @@ def build_dataloader(dataset: Dataset, opt: dict[str, Any], phase: str, seed: in
         sampler = ShardSampler(len(dataset), rank, world_size)
         batch_size = int(opt.get('batch_size_per_gpu', 1))
     workers = int(opt.get('num_worker_per_gpu', 0))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+    dataset = CatchItemErrors(dataset, (ImageReadError, ) if train else (Exception, ))
+    return DataLoader(dataset, collate_fn=collate, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=bool(opt.get('pin_memory', False)), drop_last=train,
                       persistent_workers=workers > 0,
                       worker_init_fn=functools.partial(_init_worker, seed + rank * 1000),

@@ -21,9 +21,9 @@ from blindsr.schema import REQUIRED, Value
 _MAX_LISTED = 10
 
 
-def _by_stem(folder: str | Path) -> dict[str, Path]:
+def _by_stem(folder: str | Path, prepared_by: str | None) -> dict[str, Path]:
     paths: dict[str, Path] = {}
-    for path in list_images(folder):
+    for path in list_images(folder, prepared_by):
         if path.stem in paths:
             raise ValueError(f'{paths[path.stem]} and {path} have the same name; pairs are matched by name.')
         paths[path.stem] = path
@@ -42,7 +42,8 @@ class PairedFolderDataset(Dataset):
     Options: ``scale``, ``phase``, ``filename_tmpl`` (LR name from HR name, default ``'{}'``, e.g.
     ``'{}x4'``), and for 'train' ``gt_size`` (HR patch size; LR-only data is cropped to
     ``gt_size // scale``), ``use_hflip``, ``use_rot`` (default False). Other phases give whole images.
-    Items: ``lq``, ``lq_path`` and, when paired, ``gt``, ``gt_path``.
+    Items: ``lq``, ``lq_path`` and, when paired, ``gt``, ``gt_path``. ``prepared_by``: the command that
+    makes a missing folder (said in its error).
     """
 
     option_keys = {
@@ -52,6 +53,7 @@ class PairedFolderDataset(Dataset):
         'gt_size': Value(int, None, min=1),
         'use_hflip': Value(bool, False),
         'use_rot': Value(bool, False),
+        'prepared_by': Value(str, None),
     }
     train_required = ('gt_size', )
 
@@ -60,11 +62,11 @@ class PairedFolderDataset(Dataset):
         self.opt = opt
         self.train = opt['phase'] == 'train'
         self.scale = int(opt['scale'])
-        lq_paths = _by_stem(opt['dataroot_lq'])
+        lq_paths = _by_stem(opt['dataroot_lq'], opt.get('prepared_by'))
         if opt.get('dataroot_gt') is None:
             self.pairs: list[tuple[Path, Path | None]] = [(lq_paths[s], None) for s in sorted(lq_paths)]
         else:
-            gt_paths = _by_stem(opt['dataroot_gt'])
+            gt_paths = _by_stem(opt['dataroot_gt'], opt.get('prepared_by'))
             tmpl = opt.get('filename_tmpl', '{}')
             lq_of_gt = {stem: tmpl.format(stem) for stem in sorted(gt_paths)}
             no_lq = [gt_paths[s].name for s, lq in lq_of_gt.items() if lq not in lq_paths]
@@ -119,6 +121,10 @@ class PairedFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def item_path(self, index: int) -> str:
+        """The LR file of item ``index``, for reports of an item that failed."""
+        return str(self.pairs[index][0])
 
 
 @DATASET_REGISTRY.register()
