@@ -2,7 +2,9 @@
 
 A blindsr checkpoint is one file per save holding everything needed to continue a run exactly
 (see :class:`blindsr.models.base_model.BaseModel.state_dict`); it is a plain dict tagged
-``format: blindsr-checkpoint`` and is always loaded with ``weights_only=True``.
+``format: blindsr-checkpoint`` and is always loaded with ``weights_only=True``. It also holds a
+SHA-256 ``checksum`` of the rest of its payload, checked on reading, so a flipped bit is an error
+instead of silently different weights (files saved before checksums existed still load).
 
 :func:`load_pretrained` loads network weights from whatever a user brings: a blindsr checkpoint,
 BasicSR's ``{'params', 'params_ema'}`` wrapper, ``state_dict``/``model`` wrappers, raw state dicts
@@ -12,6 +14,7 @@ registered next to each arch with :func:`register_key_converter`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -24,6 +27,11 @@ from torch import nn
 
 FORMAT = 'blindsr-checkpoint'
 STATE_SUFFIX = '.state'
+CHECKSUM_KEY = 'checksum'  # 'sha256:<hex>' of everything else in a blindsr checkpoint
+
+# what a file that is not a torch checkpoint is, by its first bytes
+FILE_SIGNATURES = {b'\x89PNG': 'a PNG image', b'\xff\xd8\xff': 'a JPEG image', b'\x1f\x8b': 'a gzip archive',
+                   b'<': 'a text/HTML page (a failed download?)'}
 
 StateDict = dict[str, torch.Tensor]
 KeyConverter = Callable[[StateDict], StateDict]
@@ -58,12 +66,41 @@ def register_key_converter(arch: type | str) -> Callable[[KeyConverter], KeyConv
     return deco
 
 
+def payload_checksum(ckpt: Mapping) -> str:
+    """``'sha256:<hex>'`` over everything in ``ckpt`` but its checksum: dict keys in sorted order, each
+    tensor's dtype, shape and bytes, every other value's type and ``repr``."""
+    digest = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            digest.update(f'tensor {t.dtype} {tuple(t.shape)};'.encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(obj, Mapping):
+            digest.update(f'map {len(obj)};'.encode())
+            for key, value in sorted(obj.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0]))):
+                feed(key)
+                feed(value)
+        elif isinstance(obj, (list, tuple)):
+            digest.update(f'{type(obj).__name__} {len(obj)};'.encode())
+            for value in obj:
+                feed(value)
+        else:
+            digest.update(f'{type(obj).__name__} {obj!r};'.encode())
+
+    feed({k: v for k, v in ckpt.items() if k != CHECKSUM_KEY})
+    return f'sha256:{digest.hexdigest()}'
+
+
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash or a full disk leaves either the old file or the new one, never a truncated file.
+    A crash or a full disk leaves either the old file or the new one, never a truncated file. A blindsr
+    checkpoint (``format`` tag) is saved with its :func:`payload_checksum`.
     """
     path = Path(path)
+    if isinstance(obj, Mapping) and obj.get('format') == FORMAT:
+        obj = {**obj, CHECKSUM_KEY: payload_checksum(obj)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
@@ -79,17 +116,63 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint file on the CPU with ``weights_only=True`` and a clear error."""
+    """Load a checkpoint file on the CPU with ``weights_only=True``; verify a blindsr checkpoint's checksum.
+
+    Raises :class:`CheckpointError` saying what the file is when it cannot be read (empty, an image,
+    not a torch file, a truncated archive, a pickle of more than tensors) or was altered after saving.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'Checkpoint not found: {path}')
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # pickle errors, truncated zip files, non-weights payloads ...
-        raise CheckpointError(f'Cannot read checkpoint {path}: {err}') from err
+        raise CheckpointError(f'Cannot read checkpoint {path}: {_unreadable_reason(path, err)}') from err
     if not isinstance(obj, Mapping):
         raise CheckpointError(f'Checkpoint {path} holds a {type(obj).__name__}, not a dict of tensors.')
+    stored = obj.get(CHECKSUM_KEY) if obj.get('format') == FORMAT else None
+    if stored is not None and stored != payload_checksum(obj):
+        raise CheckpointError(f'Checkpoint {path} is damaged: its contents no longer match the checksum '
+                              'stored when it was saved (a disk or copy error, or an edit); use another copy '
+                              'or state.')
     return dict(obj)
+
+
+def _unreadable_reason(path: Path, err: Exception) -> str:
+    """What ``path`` is when ``torch.load`` refuses it and what to do (never torch's advice to drop
+    ``weights_only``, which would run whatever code a pickle holds)."""
+    size = path.stat().st_size
+    if size == 0:
+        return 'the file is empty (0 bytes: an interrupted copy or a full disk?); copy or save it again.'
+    with path.open('rb') as f:
+        head = f.read(8)
+    if not head.startswith((b'PK\x03\x04', b'\x80')):  # torch's zip format or its legacy pickle format
+        kind = next((k for magic, k in FILE_SIGNATURES.items() if head.startswith(magic)), None)
+        return f'it is {kind or f"a file starting with {head!r}"}, not a torch checkpoint.'
+    refusal = str(err).partition('WeightsUnpickler error:')[2]
+    if refusal:  # a pickle of more than tensors and plain containers, or a damaged one
+        detail = ' '.join(refusal.split('Check the documentation')[0].split())  # torch's reason, without
+        detail = detail.split(' Please use')[0].rstrip('.')  # its advice to allowlist classes
+        return (f'not a weights-only pickle ({detail}). blindsr reads only tensors and plain containers: have '
+                'the file re-saved as a plain state dict (torch.save(net.state_dict(), path)) by the code that '
+                'made it, or copy it again if it was damaged.')
+    return f'a truncated or damaged torch file ({size} bytes; {str(err).split(". ")[0]}); copy or save it again.'
+
+
+def newest_loadable_state(folder: str | os.PathLike) -> tuple[Path | None, dict | None, list[str]]:
+    """The newest ``<iter>.state`` in ``folder`` that reads and is a blindsr state, that state, and why
+    each newer one was passed over (``(None, None, reasons)`` when none loads)."""
+    skipped = []
+    for path in reversed(state_files(folder)):
+        try:
+            state = read_checkpoint(path)
+        except CheckpointError as err:
+            skipped.append(str(err))
+            continue
+        if state.get('format') == FORMAT:
+            return path, state, skipped
+        skipped.append(f'{path} is not a blindsr training state (no format tag).')
+    return None, None, skipped
 
 
 def state_files(folder: str | os.PathLike) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import logging.handlers
 import sys
 import time
 from pathlib import Path
@@ -11,24 +12,44 @@ from pathlib import Path
 import torch
 
 LOGGER_NAME = 'blindsr'
+LINE_FORMAT = logging.Formatter('%(asctime)s %(levelname)s: %(message)s', '%Y-%m-%d %H:%M:%S')
 
 
 def setup_logger(log_file: Path | None, is_main: bool) -> logging.Logger:
-    """Log INFO to stdout and ``log_file`` on the main rank; only warnings elsewhere."""
+    """Log INFO to stdout and ``log_file`` on the main rank; only warnings elsewhere.
+
+    With ``log_file=None`` the main rank's lines are held until :func:`attach_log_file` names the file,
+    so that what is logged while a run is being built, before its folder exists, still reaches its log.
+    """
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
-    fmt = logging.Formatter('%(asctime)s %(levelname)s: %(message)s', '%Y-%m-%d %H:%M:%S')
     console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(fmt)
+    console.setFormatter(LINE_FORMAT)
     logger.addHandler(console)
-    if log_file is not None and is_main:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
-        handler.setFormatter(fmt)
-        logger.addHandler(handler)
+    if is_main:
+        logger.addHandler(_file_handler(log_file) if log_file is not None else
+                          logging.handlers.MemoryHandler(capacity=2**31, flushLevel=logging.CRITICAL + 1))
     return logger
+
+
+def attach_log_file(log_file: Path) -> None:
+    """Write the lines held since ``setup_logger(None, ...)`` and all later ones to ``log_file``."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for held in [h for h in logger.handlers if isinstance(h, logging.handlers.MemoryHandler)]:
+        handler = _file_handler(log_file)
+        held.setTarget(handler)
+        held.close()  # hands the held lines to the file
+        logger.removeHandler(held)
+        logger.addHandler(handler)
+
+
+def _file_handler(log_file: Path) -> logging.FileHandler:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(LINE_FORMAT)
+    return handler
 
 
 def tensorboard_writer(folder: str | Path, enabled: bool):

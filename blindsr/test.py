@@ -3,12 +3,14 @@
 Loads ``path.pretrain_network_g`` (any layout :func:`blindsr.load_pretrained` understands), runs
 every dataset under ``datasets:`` and writes, per dataset, the SR images and a results table
 (``results.md`` and ``results.json``: per-image and mean metrics plus timing) into
-``path.results_root`` (default ``results/<name>``). Datasets without ground truth (real LR images)
-give SR images, timing and the no-reference metrics (NIQE). ``val.bicubic_baseline`` adds every
-metric of bicubic upsampling; ``val.save_comparison`` writes LR | SR (| HR) images beside the SR
-images. A ``TestSetFolder`` entry without ``setting`` stands for every setting of its make_testsets
-folder (datasets ``<name>_<setting>``), and ``summary.md`` / ``summary.json`` then
-tabulate the means per set as the papers do (rows: scale, columns: setting, cells PSNR / SSIM).
+``path.results_root`` (default ``results/<name>``), made once the model and datasets are built (an
+earlier test's folder is first archived as ``<folder>_archived_<time>``). Datasets without ground
+truth (real LR images) give SR images, timing and the no-reference metrics (NIQE).
+``val.bicubic_baseline`` adds every metric of bicubic upsampling; ``val.save_comparison`` writes
+LR | SR (| HR) images beside the SR images. A ``TestSetFolder`` entry without ``setting`` stands for
+every setting of its make_testsets folder (datasets ``<name>_<setting>``), and ``summary.md`` /
+``summary.json`` then tabulate the means per set as the papers do (rows: scale, columns: setting,
+cells PSNR / SSIM).
 Works under torchrun too (each rank takes a shard).
 
 An image that fails (unreadable, too small for the scale or for a metric, ...) does not stop the run:
@@ -28,7 +30,8 @@ from blindsr import dist
 from blindsr.data.loader import build_dataloader
 from blindsr.data.paired_dataset import settings_of
 from blindsr.evaluation import ImagesFailed, evaluate, results_markdown
-from blindsr.logging_utils import setup_logger
+from blindsr.folders import start_output_folder
+from blindsr.logging_utils import attach_log_file, setup_logger
 from blindsr.options import OptionsError, dump_options, load_options
 from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, lookup
 from blindsr.seeding import seed_everything
@@ -48,18 +51,19 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
         raise OptionsError('path.pretrain_network_g is required for testing (a checkpoint or weights file).')
     if not opt.get('datasets'):
         raise OptionsError('datasets: none given; a test run needs at least one dataset to test on.')
-    results_root = Path(opt['path']['results_root'])
-    logger = setup_logger(results_root / f"test_{opt['name']}.log", dist_info.is_main)
-    if dist_info.is_main:
-        results_root.mkdir(parents=True, exist_ok=True)
-        (results_root / 'options.yml').write_text(dump_options(opt, 'resolved test options'))
+    logger = setup_logger(None, dist_info.is_main)  # lines are held until the results folder exists
     seed_everything(opt['manual_seed'], dist_info.rank)
     model = lookup(MODEL_REGISTRY, opt['model_type'])(opt, device, dist_info)
+    testsets = [(ds_opt, lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt))
+                for ds_opt in expand_testsets(opt['datasets'].values())]
+    results_root = start_output_folder(Path(opt['path']['results_root']), dist_info.is_main)
+    attach_log_file(results_root / f"test_{opt['name']}.log")
+    if dist_info.is_main:
+        (results_root / 'options.yml').write_text(dump_options(opt, 'resolved test options'))
     val_opt = opt['val']
     out, summary = {}, {}
-    for ds_opt in expand_testsets(opt['datasets'].values()):
+    for ds_opt, dataset in testsets:
         name = ds_opt['name']
-        dataset = lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt)
         loader = build_dataloader(dataset, ds_opt, 'test', opt['manual_seed'], dist_info.rank, dist_info.world_size)
         folder = results_root / name
         logger.info(f'Testing {name}: {len(dataset)} images -> {folder}')

@@ -4,29 +4,31 @@ Also under ``torchrun --nproc_per_node=N -m blindsr.train -opt ...`` (DDP; nccl 
 CPU; multi-node through torchrun's rendezvous). The run folder ``path.experiments_root`` (default
 ``experiments/<name>``) receives the resolved options, a text log, TensorBoard events,
 ``training_states/<iter>.state`` (one file with everything to continue exactly) and validation
-images. ``--auto_resume`` continues from the newest state there; SIGINT/SIGTERM save a state first.
+images; it is made (an earlier run's folder archived) only once options, datasets and model are built.
+``--auto_resume`` continues from the newest state there that loads; SIGINT/SIGTERM save a state first.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import shutil
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.distributed as td
 
 import blindsr  # noqa: F401  (registers everything)
 from blindsr import dist
-from blindsr.checkpoint import latest_state, prune_states, read_checkpoint, save_atomic
+from blindsr.checkpoint import CheckpointError, newest_loadable_state, prune_states, read_checkpoint, save_atomic
 from blindsr.data.image_io import ImageReadError
 from blindsr.data.loader import build_dataloader
 from blindsr.evaluation import evaluate
-from blindsr.logging_utils import ProgressMeter, setup_logger, tensorboard_writer
+from blindsr.folders import start_output_folder
+from blindsr.logging_utils import ProgressMeter, attach_log_file, setup_logger, tensorboard_writer
 from blindsr.options import dump_options, load_options
 from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, lookup
 from blindsr.seeding import seed_everything
@@ -70,24 +72,32 @@ class StopFlag:
 
 
 def prepare_run_folder(opt: dict, resuming: bool, is_main: bool) -> Path:
-    """Create the run folder; an existing one is renamed ``<folder>_archived_<time>`` unless resuming."""
-    run = Path(opt['path']['experiments_root'])
-    if is_main:
-        if run.exists() and not resuming:
-            stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
-            shutil.move(str(run), f'{run}_archived_{stamp}')
-        for key in ('models', 'training_states', 'visualization'):
-            Path(opt['path'][key]).mkdir(parents=True, exist_ok=True)
-    dist.barrier()
-    return run
+    """Create the run folder right before the first write; an earlier run's folder is archived unless resuming."""
+    subfolders = [opt['path'][key] for key in ('models', 'training_states', 'visualization')]
+    return start_output_folder(Path(opt['path']['experiments_root']), is_main, resuming, subfolders)
 
 
-def find_resume_state(args: argparse.Namespace, opt: dict) -> Path | None:
+class Resume(NamedTuple):
+    path: Path
+    state: dict
+    skipped: list[str]  # why newer states were passed over by --auto_resume
+
+
+def find_resume_state(args: argparse.Namespace, opt: dict, is_main: bool) -> Resume | None:
+    """The state to continue from, read: ``--resume FILE`` (an error if it does not load), or with
+    ``--auto_resume`` the newest state of the run that loads (rank 0 picks it, every rank reads that file)."""
     if args.resume:
-        return Path(args.resume)
-    if args.auto_resume:
-        return latest_state(opt['path']['training_states'])
-    return None
+        return Resume(Path(args.resume), read_checkpoint(args.resume), [])
+    if not args.auto_resume:
+        return None
+    folder = opt['path']['training_states']
+    path, state, skipped = newest_loadable_state(folder) if is_main else (None, None, [])
+    path, skipped = dist.broadcast_object((path, skipped))
+    if path is None:
+        if skipped:
+            raise CheckpointError(f'--auto_resume: no state in {folder} loads. ' + ' '.join(skipped))
+        return None
+    return Resume(path, state if is_main else read_checkpoint(path), skipped)
 
 
 def infinite_batches(loader, epoch: int, skip: int):
@@ -104,17 +114,13 @@ def infinite_batches(loader, epoch: int, skip: int):
         skip = 0
 
 
-def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path: Path | None,
+def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Resume | None,
           auto_resume: bool = False):
     """Train to ``train.total_iter``; returns the model (its networks hold the final weights)."""
     is_main = dist_info.is_main
-    run = prepare_run_folder(opt, resume_path is not None, is_main)
     stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
-    logger = setup_logger(run / f"train_{opt['name']}_{stamp}.log", is_main)
-    if is_main:
-        header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
-        (run / 'options.yml').write_text(dump_options(opt, header))
-    logger.info(f"run folder {run}; device {device}; world size {dist_info.world_size}")
+    logger = setup_logger(None, is_main)  # lines are held until the run folder exists
+    logger.info(f"run folder {opt['path']['experiments_root']}; device {device}; world size {dist_info.world_size}")
     seed_everything(opt['manual_seed'], dist_info.rank, opt['deterministic'])
 
     train_opt = opt['datasets']['train']
@@ -134,13 +140,20 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
                 f'{total_iter} iterations in all')
 
     start_iter, best = 0, {}
-    if resume_path is not None:
-        state = read_checkpoint(resume_path)
+    if resume is not None:
+        for reason in resume.skipped if is_main else []:
+            logger.warning(f'auto_resume: skipped a newer state that does not load. {reason}')
+        state = resume.state
         model.load_state_dict(state)
         start_iter, best = state['iter'], state['extra'].get('best', {})
-        logger.info(f'Resumed from {resume_path} at iteration {start_iter} (epoch {state["epoch"]}).')
+        logger.info(f'Resumed from {resume.path} at iteration {start_iter} (epoch {state["epoch"]}).')
     elif auto_resume:
         logger.info('auto_resume: no state found, starting from scratch.')
+    run = prepare_run_folder(opt, resume is not None, is_main)
+    attach_log_file(run / f"train_{opt['name']}_{stamp}.log")
+    if is_main:
+        header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
+        (run / 'options.yml').write_text(dump_options(opt, header))
 
     writer = tensorboard_writer(opt['path']['tb_logger'], is_main and opt['logger']['use_tb_logger'])
     log_opt, val_opt = opt['logger'], opt.get('val') or {}
@@ -225,9 +238,9 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     opt = load_options(args.opt, args.set, is_train=True)
     dist_info, device = dist.init_dist(opt['device'], opt['dist']['backend'], opt['dist']['timeout_minutes'])
-    # auto_resume looks in the configured run folder, never a cwd-relative one
-    resume = find_resume_state(args, opt)
     try:
+        # auto_resume looks in the configured run folder, never a cwd-relative one
+        resume = find_resume_state(args, opt, dist_info.is_main)
         train(opt, dist_info, device, resume, args.auto_resume)
         return Path(opt['path']['experiments_root'])
     finally:

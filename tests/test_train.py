@@ -1,7 +1,9 @@
-"""Training end to end on real photos: run folder contents, exact resume, signals, DDP and multi-node."""
+"""Training end to end on real photos: run folder contents, exact resume (past damaged states), when run
+and results folders are made and archived, signals, DDP and multi-node."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -10,14 +12,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
+from blindsr import folders
 from blindsr import test as test_entry
 from blindsr import train as train_entry
-from blindsr.checkpoint import load_pretrained, read_checkpoint
+from blindsr.checkpoint import CheckpointError, load_pretrained, read_checkpoint
 from blindsr.registry import ARCH_REGISTRY
 from conftest import REPO, write_photos
 
@@ -170,11 +174,101 @@ def test_auto_resume_without_state_starts_fresh(tmp_path, photo_dirs):
     assert 'auto_resume: no state found' in next(run.glob('train_*.log')).read_text()
 
 
-def test_existing_run_folder_is_archived_not_overwritten(tmp_path, photo_dirs):
+def damage(states: Path) -> None:
+    """The newest of four states truncated, the one before empty, the one before that with a flipped bit."""
+    whole = (states / '4.state').read_bytes()
+    (states / '4.state').write_bytes(whole[:len(whole) // 2])
+    (states / '3.state').write_bytes(b'')
+    data = bytearray((states / '2.state').read_bytes())
+    weight = read_checkpoint(states / '2.state')['networks']['net_g']['conv_first.weight']
+    data[data.find(weight.numpy().tobytes()) + 5] ^= 0x10
+    (states / '2.state').write_bytes(bytes(data))
+
+
+def test_auto_resume_falls_back_past_damaged_states(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs, total_iter=4)
+    every_iter = ['--set', 'logger.save_checkpoint_freq=1']
+    run = train_entry.main(['-opt', str(opt_path), *every_iter])
+    damage(run / 'training_states')
+    log_files = set(run.glob('train_tiny_*.log'))
+    train_entry.main(['-opt', str(opt_path), *every_iter, '--auto_resume'])
+    log = max(run.glob('train_tiny_*.log'), key=lambda p: (p not in log_files, p.name)).read_text()
+    resumed = log[log.index('Resumed from'):]  # this run's lines (a log can be shared within a second)
+    states = run / 'training_states'
+    said = [f'{states}/4.state: a truncated or damaged torch file', f'{states}/3.state: the file is empty',
+            f'{states}/2.state is damaged: its contents no longer match the checksum']
+    skipped = [line for line in log.splitlines()
+               if 'WARNING: auto_resume: skipped a newer state that does not load.' in line]
+    assert len(skipped) == 3 and all(text in line for line, text in zip(skipped, said)), skipped
+    assert f'Resumed from {states}/1.state at iteration 1' in resumed and '[iter       4/4' in resumed
+
+
+def test_damaged_explicit_resume_or_all_states_damaged_is_an_error(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs, total_iter=4)
+    (tmp_path / '9.state').write_bytes(b'')
+    with pytest.raises(CheckpointError, match=r'Cannot read checkpoint .*9\.state: the file is empty'):
+        train_entry.main(['-opt', str(opt_path), '--resume', str(tmp_path / '9.state')])  # no fallback
+    assert not (tmp_path / 'experiments').exists()
+    run = train_entry.main(['-opt', str(opt_path), '--set', 'train.total_iter=1'])
+    (run / 'training_states' / '1.state').write_bytes(b'')
+    with pytest.raises(CheckpointError, match=r'--auto_resume: no state in .* loads\. Cannot read checkpoint'):
+        train_entry.main(['-opt', str(opt_path), '--auto_resume'])
+
+
+class FrozenClock(datetime.datetime):
+    """Every start happens in the same second."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return cls(2024, 5, 6, 7, 8, 9)
+
+
+def test_run_folder_is_archived_only_when_a_new_run_really_starts(tmp_path, photo_dirs, monkeypatch):
+    """Failed starts (no data, a PNG as pretrained weights, a damaged --resume) leave the previous run
+    folder as it was and archive nothing; real starts archive it, under distinct names within one second."""
+    monkeypatch.setattr(folders, 'datetime', SimpleNamespace(datetime=FrozenClock))
     opt_path = tiny_options(tmp_path, photo_dirs)
-    train_entry.main(['-opt', str(opt_path), '--set', 'train.total_iter=1'])
-    train_entry.main(['-opt', str(opt_path), '--set', 'train.total_iter=1'])
-    assert len(list((tmp_path / 'experiments').glob('tiny_archived_*'))) == 1
+    one = ['--set', 'train.total_iter=1']
+    run = train_entry.main(['-opt', str(opt_path), *one])
+    before = sorted(run.rglob('*'))
+    (tmp_path / 'empty.state').write_bytes(b'')
+    for extra, error, says in (
+            (['--set', f"datasets.train.dataroot_gt={tmp_path / 'nowhere'}"], FileNotFoundError, 'does not exist'),
+            (['--set', f"path.pretrain_network_g={photo_dirs['val'] / 'coffee.png'}"], CheckpointError,
+             r'coffee\.png: it is a PNG image, not a torch checkpoint\.$'),
+            (['--resume', str(tmp_path / 'empty.state')], CheckpointError, 'the file is empty')):
+        with pytest.raises(error, match=says):
+            train_entry.main(['-opt', str(opt_path), *one, *extra])
+    assert sorted(run.rglob('*')) == before and sorted(p.name for p in run.parent.iterdir()) == ['tiny']
+    with pytest.raises(FileNotFoundError):  # a run that never started leaves no folder
+        train_entry.main(['-opt', str(tiny_options(tmp_path, {**photo_dirs, 'train': tmp_path / 'nowhere'}, 'new'))])
+    assert not (run.parent / 'new').exists()
+    for _ in range(2):
+        train_entry.main(['-opt', str(opt_path), *one])
+    archives = sorted(p.name for p in run.parent.iterdir())
+    assert archives == ['tiny', 'tiny_archived_20240506_070809', 'tiny_archived_20240506_070809_2']
+    for name in archives:
+        assert sorted(p.name for p in (run.parent / name).iterdir() if p.is_dir()) == [
+            'models', 'tb_logger', 'training_states', 'visualization']
+
+
+def test_test_entry_archives_an_earlier_results_folder(tmp_path, photo_dirs):
+    net = ARCH_REGISTRY.get('BSRNet')(**{k: v for k, v in NET.items() if k != 'type'})
+    torch.save({'params': net.state_dict()}, tmp_path / 'net.pth')
+    opt = {'name': 'res', 'model_type': 'BlindSRModel', 'scale': 2, 'degradation': {'type': 'bicubic'},
+           'network_g': NET, 'val': {'save_img': False},
+           'path': {'pretrain_network_g': str(tmp_path / 'net.pth'), 'results_root': str(tmp_path / 'results')},
+           'datasets': {'val': {'type': 'HRImageDataset', 'dataroot_gt': str(photo_dirs['val'])}}}
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(opt))
+    test_entry.main(['-opt', str(tmp_path / 'test.yml')])
+    first = (tmp_path / 'results' / 'val' / 'results.json').read_text()
+    with pytest.raises(FileNotFoundError):  # a test that cannot start archives nothing
+        test_entry.main(['-opt', str(tmp_path / 'test.yml'), '--set', 'datasets.val.dataroot_gt=/nowhere'])
+    assert sorted(p.name for p in tmp_path.glob('results*')) == ['results']
+    test_entry.main(['-opt', str(tmp_path / 'test.yml')])
+    archive = next(tmp_path.glob('results_archived_*'))
+    assert (archive / 'val' / 'results.json').read_text() == first and (archive / 'test_res.log').is_file()
+    assert (tmp_path / 'results' / 'val' / 'results.json').is_file()
 
 
 def run_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
@@ -233,13 +327,14 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def train_two_ranks(tmp_path: Path, opt_path: Path, *sets: str) -> tuple[list[str], list[dict]]:
+def train_two_ranks(tmp_path: Path, opt_path: Path, *sets: str, flags: tuple[str, ...] = ()
+                    ) -> tuple[list[str], list[dict]]:
     """Train ``opt_path`` (run name 'ddp') on two ranks; the torchrun command and each rank's networks."""
     script = tmp_path / 'ddp_train.py'
     script.write_text(DDP_SCRIPT)
     torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}']
     args = [item for value in sets for item in ('--set', value)]
-    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), *args], tmp_path)
+    result = run_cli([*torchrun, str(script), '-opt', str(opt_path), *args, *flags], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return torchrun, [torch.load(tmp_path / 'experiments' / 'ddp' / f'rank{r}.pth') for r in (0, 1)]
 
@@ -270,6 +365,21 @@ def test_ddp_two_ranks_identical_weights_and_gathered_validation(tmp_path, photo
     assert [r['name'] for r in two['images']] == ['astronaut', 'coffee', 'immunohistochemistry']
     for a, b in zip(one['images'], two['images']):
         assert a['name'] == b['name'] and a['psnr'] == b['psnr'] and a['ssim'] == b['ssim']
+
+
+def test_ddp_ranks_resume_from_the_same_state_past_damaged_ones(tmp_path, photo_dirs):
+    """Rank 0 picks the newest state that loads and every rank continues from it (same optimizer state,
+    so the ranks' weights stay identical)."""
+    opt_path = tiny_options(tmp_path, photo_dirs, 'ddp', total_iter=4)
+    sets = ('logger.save_checkpoint_freq=1', 'datasets.train.batch_size_per_gpu=1')
+    run = train_entry.main(['-opt', str(opt_path), *(item for value in sets for item in ('--set', value))])
+    damage(run / 'training_states')
+    _, ranks = train_two_ranks(tmp_path, opt_path, *sets, 'train.total_iter=6', flags=('--auto_resume',))
+    log = ''.join(p.read_text() for p in run.glob('train_ddp_*.log'))
+    assert log.count('auto_resume: skipped a newer state') == 3 and log.count('Resumed from') == 1, log
+    assert f"Resumed from {run / 'training_states' / '1.state'} at iteration 1" in log
+    w0, w1 = ranks[0]['net_g'], ranks[1]['net_g']
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
 
 
 def test_multinode_two_agents_c10d_rendezvous(tmp_path, photo_dirs):
