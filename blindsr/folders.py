@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from blindsr import dist
+from blindsr.checkpoint import newest_loadable_state
 
 
 def archive(folder: Path) -> Path:
@@ -39,3 +40,17 @@ def start_output_folder(folder: Path, is_main: bool, keep_existing: bool = False
             Path(sub).mkdir(parents=True, exist_ok=True)
     dist.barrier()
     return folder
+
+
+def run_weights(name: str, experiments: Path, export: str = 'net_g_final.pth') -> Path:
+    """The weights the training run ``name`` (a sibling folder in ``experiments``) left: its exported
+    ``models/<export>`` when it finished, else its newest training state that loads."""
+    run = Path(experiments) / name
+    final = run / 'models' / export
+    if final.is_file():
+        return final
+    state, _, _ = newest_loadable_state(run / 'training_states')
+    if state is not None:
+        return state
+    raise FileNotFoundError(f"Run '{name}' has left no weights: looked for {final} and for loadable states in "
+                            f"{run / 'training_states'}. Train that run first, or name a file instead.")

@@ -56,6 +56,7 @@ def test_bicubic_testset_is_reproducible_and_exact(tmp_path, photo_dirs):
     ('gaussian8', 2, ['sig0.9', 'sig1.0', 'sig1.1', 'sig1.2', 'sig1.3', 'sig1.4', 'sig1.5', 'sig1.6']),
     ('dasr_iso', 3, ['sig0.0', 'sig0.8', 'sig1.6', 'sig2.4']),
     ('dasr_aniso_noise', 4, [f'l{k}_t{t}_n{n}' for k, t in (('0.2_4', 0), ('3.5_1.5', 30)) for n in (0, 5, 10)]),
+    ('kdsr_aniso_noise', 4, ['l0.2_4_t0_n10', 'l3.5_1.5_t30_n10']),
     ('manet9', 4, [f'noise{n}_{k}' for n in (0, 15) for k in (
         '1_1_0.000', '5_1_0.000', '5_1_0.785', '5_5_0.000', '9_1_0.000', '9_1_0.785', '9_5_0.000', '9_5_0.785',
         '9_9_0.000')]),
@@ -73,8 +74,9 @@ def test_protocols_are_byte_stable_and_record_their_parameters(tmp_path, photo_d
     if protocol == 'bsrgan':  # the recorded seed regenerates the image
         again, _ = BSRGANDegradation(scale).degrade(hr, [params['seed']])
     else:  # the recorded kernel (and, without noise, nothing else) regenerates the image
-        variant = PRESETS['cdsr_manet' if protocol == 'manet9' else 'kdsr' if protocol == 'gaussian8' else 'dasr']
-        assert params['noise'] == 0 or protocol in ('manet9', 'dasr_aniso_noise')
+        variant = PRESETS['cdsr_manet' if protocol == 'manet9' else 'kdsr' if protocol.startswith(('gaussian8', 'kdsr'))
+                          else 'dasr']
+        assert params['noise'] == 0 or protocol in ('manet9', 'dasr_aniso_noise', 'kdsr_aniso_noise')
         kernel = torch.tensor(params['kernel'], dtype=torch.float64)[None]
         again = degrade_classic(hr, kernel, 0.0, scale, variant)
         if params['noise']:  # noise of the recorded level: the residual's std

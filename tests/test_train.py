@@ -138,6 +138,8 @@ def test_per_sample_degradation_in_dataloader_workers(tmp_path, photo_dirs):
 
 TINY_NETS = {'BSRNet': {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
              'DASR': {'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8},
+             'KDSR': {'n_feats': 8, 'n_blocks': 1, 'n_encoder_res': 1},
+             'KDSRTeacher': {'n_feats': 8, 'n_blocks': 1, 'n_encoder_res': 1},
              'UNetDiscriminatorSN': {'num_feat': 4}}
 
 
@@ -150,9 +152,14 @@ def test_every_training_recipe_runs(tmp_path, photo_dirs, recipe):
             'datasets.train.dataroot_gt': photo_dirs['train'], 'datasets.train.gt_size': 48,
             'datasets.train.batch_size_per_gpu': 2, 'datasets.train.num_worker_per_gpu': 0,
             'train.total_iter': 2, 'val.val_freq': 2, 'logger.save_checkpoint_freq': 2}
-    for net in ('network_g', 'network_d'):
+    for net in ('network_g', 'network_d', 'network_teacher'):
         if net in opt:
             sets.update({f'{net}.{k}': v for k, v in TINY_NETS[opt[net]['type']].items()})
+    if 'network_teacher' in opt:  # a student: its teacher's run is not here, a tiny teacher's weights are
+        teacher = ARCH_REGISTRY.get(opt['network_teacher']['type'])(
+            scale=opt['scale'], **TINY_NETS[opt['network_teacher']['type']])
+        torch.save(teacher.state_dict(), tmp_path / 'teacher.pth')
+        sets.update({'path.teacher': 'null', 'path.pretrain_network_teacher': tmp_path / 'teacher.pth'})
     for i, term in enumerate(opt['train'].get('losses', [])):
         if term['type'] == 'VGGPerceptualLoss':  # no ImageNet VGG19 here: random features, explicitly
             sets[f'train.losses.{i}.vgg_weights'] = 'random'

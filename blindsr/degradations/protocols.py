@@ -19,7 +19,7 @@ from blindsr.degradations.bsrgan import BSRGANDegradation
 from blindsr.degradations.classic import PRESETS, ClassicVariant, classic_kernels, degrade_classic
 from blindsr.degradations.pipeline import sample_seeds
 
-PROTOCOL_VERSION = 2  # 2: gaussian8, dasr_iso, dasr_aniso_noise, manet9, bsrgan
+PROTOCOL_VERSION = 2  # 2: gaussian8, dasr_iso, dasr_aniso_noise, manet9, bsrgan (+ kdsr_aniso_noise, new)
 
 Setting = tuple[str, torch.Tensor, dict]
 Protocol = Callable[[torch.Tensor, int, torch.Generator], list[Setting]]
@@ -75,6 +75,13 @@ def dasr_aniso_noise(hr: torch.Tensor, scale: int, generator: torch.Generator,
                      math.radians(t), n) for l1, l2, t in kernels for n in noises]
 
 
+def kdsr_aniso_noise(hr: torch.Tensor, scale: int, generator: torch.Generator) -> list[Setting]:
+    """KDSR's aniso+noise test: each (lambda_1, lambda_2, theta) of ``DASR_ANISO`` (KDSR's shipped script:
+    3.5, 1.5, 30) with noise 10, the level its trainer hard-codes (KDSR preset: noise / 255, then 8 bit)."""
+    return [_classic(hr, scale, generator, PRESETS['kdsr'], f'l{l1:g}_{l2:g}_t{t:g}_n10', l1, l2, math.radians(t), 10.0)
+            for l1, l2, t in DASR_ANISO]
+
+
 def manet_kernels(scale: int) -> list[tuple[float, float, float]]:
     """MANet's nine test kernels (variances sig1 >= sig2, theta 0 or pi/4; no pi/4 when round)."""
     widths = [1.0, 1.0 + scale, 1.0 + 2 * scale]
@@ -103,6 +110,7 @@ PROTOCOLS: dict[str, Protocol] = {
     'gaussian8': gaussian8,
     'dasr_iso': dasr_iso,
     'dasr_aniso_noise': dasr_aniso_noise,
+    'kdsr_aniso_noise': kdsr_aniso_noise,
     'manet9': manet9,
     'bsrgan': bsrgan,
 }

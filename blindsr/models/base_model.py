@@ -114,6 +114,8 @@ class BaseModel:
         if not trainable:
             net.eval().requires_grad_(False)
             self.wrapped[name] = net
+            if self.is_train:
+                self.log_info(f'{name} (frozen, not wrapped): eval mode, no gradient, in no optimizer')
         elif self.dist.enabled and any(p.requires_grad for p in net.parameters()):
             ids = [self.device.index] if self.device.type == 'cuda' else None
             self.wrapped[name] = DistributedDataParallel(net, device_ids=ids)

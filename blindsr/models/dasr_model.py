@@ -25,34 +25,29 @@ from blindsr import dist
 from blindsr.archs.moco import MoCo, info_nce_accuracy
 from blindsr.losses import LossTerms
 from blindsr.models.sr_model import BlindSRModel
+from blindsr.models.stages import EncoderStage
 from blindsr.registry import MODEL_REGISTRY
 from blindsr.schema import Arguments, Value
 
-STAGES = ('encoder', 'joint')
-
 
 @MODEL_REGISTRY.register()
-class DASRModel(BlindSRModel):
+class DASRModel(EncoderStage, BlindSRModel):
     """Options: ``network_g`` (``type: DASR``), ``degradation`` (paired classic), ``train.stage``,
     ``train.contrastive_weight`` (1), ``moco: {queue_size: 8192, momentum: 0.999, temperature: 0.07}``."""
 
     sections = {'moco': Arguments(MoCo, 'MoCo', supplied=('encoder_q', 'dim'))}
     train_options = {**BlindSRModel.train_options,
-                     'stage': Value(str, 'joint', choices=STAGES),
+                     **EncoderStage.stage_option,
                      'contrastive_weight': Value(float, 1.0, min=0)}
 
     def build_networks(self) -> None:
-        self.stage = (self.opt.get('train') or {}).get('stage', 'joint')
-        encoder_only = self.is_train and self.stage == 'encoder'
-        self.net_g = self.add_network('net_g', self.opt['network_g'], trainable=self.is_train,
-                                      frozen=('G', ) if encoder_only else ())
+        super().build_networks()
         if not hasattr(self.net_g, 'encoder'):
             raise ValueError(f"DASRModel needs an arch with a degradation encoder (type: DASR), got "
                              f"{type(self.net_g).__name__}")
-        self.net_g.train(self.is_train)
 
     def build_losses(self, train: dict) -> LossTerms | None:
-        return None if self.stage == 'encoder' else super().build_losses(train)
+        return None if self.encoder_stage else super().build_losses(train)
 
     def setup_training(self, train: dict) -> None:
         moco = MoCo(self.net_g.encoder, self.net_g.encoder.dim, **self.opt['moco']).to(self.device)

@@ -35,8 +35,16 @@ class BlindSRModel(BaseModel):
     }
 
     def build_networks(self) -> None:
-        self.net_g = self.add_network('net_g', self.opt['network_g'], trainable=self.is_train)
+        self.net_g = self.add_network('net_g', self.opt['network_g'], trainable=self.is_train,
+                                      frozen=self.frozen_parts())
         self.net_g.train(self.is_train)
+
+    def frozen_parts(self) -> tuple[str, ...]:
+        """Submodules of ``net_g`` that do not train in this run."""
+        return ()
+
+    # an encoder-only training stage (blindsr.models.stages), which this model does not have
+    encoder_stage = False
 
     def build_losses(self, train: dict) -> LossTerms | None:
         return LossTerms(train['losses'], allow_adversarial=self.adversarial).to(self.device)
@@ -59,15 +67,16 @@ class BlindSRModel(BaseModel):
         # a pipeline that crops, sharpens or pools returns the target that goes with its LR
         self.gt = self.degradation_params.pop('gt', self.gt)
 
-    def generator_forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The SR batch of the generator step and the loss terms it adds beyond ``train.losses`` (none
-        here; a distilled student adds its KD term)."""
+    def generator_forward(self) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """The SR batch of the generator step and the loss terms it adds beyond the reconstruction terms
+        (none here; a distilled student adds its KD term). No SR batch (None): an encoder-only stage."""
         with self.autocast():
             return self.wrapped['net_g'](self.lq).float(), {}
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
         sr, terms = self.generator_forward()
-        terms = {**self.losses.reconstruction(sr, self.gt), **terms}
+        if sr is not None:
+            terms = {**self.losses.reconstruction(sr, self.gt), **terms}
         self.step('net_g', sum(terms.values()), clip=self.opt['train']['grad_clip'])
         self.update_ema()
         return {name: value.detach() for name, value in terms.items()}
