@@ -164,6 +164,9 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
         model.load_state_dict(state)
         start_iter, best = state['iter'], state['extra'].get('best', {})
         logger.info(f'Resumed from {resume_path} at iteration {start_iter} (epoch {state["epoch"]}).')
+        if start_iter >= total_iter and is_main:
+            logger.warning(f'The state is at iteration {start_iter}, not below train.total_iter {total_iter}: '
+                           f'nothing to train. To train further: --set train.total_iter=N with N > {start_iter}.')
     elif auto_resume:
         logger.info('auto_resume: no state found, starting from scratch.')
 

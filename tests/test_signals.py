@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from blindsr import train as train_entry
 from conftest import write_photos
 from test_train import free_port, run_cli, tiny_options
 
@@ -173,3 +174,12 @@ def test_sigterm_to_torchrun_and_every_process_saves_on_all_ranks(tmp_path, phot
     result = run_cli([*torchrun, '--auto_resume', '--set', 'train.total_iter=4'], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'at iteration 3' in result.stdout and 'Training done' in result.stdout
+
+
+def test_resumed_state_past_total_iter_warns(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs, total_iter=3)
+    train_entry.main(['-opt', str(opt_path)])
+    run = train_entry.main(['-opt', str(opt_path), '--auto_resume', '--set', 'train.total_iter=2'])
+    log = sorted(run.glob('train_tiny_*.log'))[-1].read_text()
+    assert ('The state is at iteration 3, not below train.total_iter 2: nothing to train. '
+            'To train further: --set train.total_iter=N with N > 3.') in log
