@@ -133,12 +133,17 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
           auto_resume: bool = False):
     """Train to ``train.total_iter``; returns the model (its networks hold the final weights)."""
     is_main = dist_info.is_main
-    run = prepare_run_folder(opt, resume_path is not None, is_main)
-    stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
-    logger = setup_logger(run / f"train_{opt['name']}_{stamp}.log", is_main)
-    if is_main:
-        header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
-        (run / 'options.yml').write_text(dump_options(opt, header))
+    try:
+        run = prepare_run_folder(opt, resume_path is not None, is_main)
+        stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
+        logger = setup_logger(run / f"train_{opt['name']}_{stamp}.log", is_main)
+        if is_main:
+            header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
+            (run / 'options.yml').write_text(dump_options(opt, header))
+    except OSError as err:  # a read-only or misplaced experiments root
+        reason = f'{err.strerror}: {err.filename}' if err.filename else err
+        raise ValueError(f"Cannot write the run folder {opt['path']['experiments_root']} (path.experiments_root): "
+                         f'{reason}') from err
     logger.info(f"run folder {run}; device {device}; world size {dist_info.world_size}")
     seed_everything(opt['manual_seed'], dist_info.rank, opt['deterministic'])
 

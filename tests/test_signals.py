@@ -183,3 +183,19 @@ def test_resumed_state_past_total_iter_warns(tmp_path, photo_dirs):
     log = sorted(run.glob('train_tiny_*.log'))[-1].read_text()
     assert ('The state is at iteration 3, not below train.total_iter 2: nothing to train. '
             'To train further: --set train.total_iter=N with N > 3.') in log
+
+
+@pytest.mark.parametrize('blocked', [
+    'below_a_file',
+    pytest.param('read_only', marks=pytest.mark.skipif(os.geteuid() == 0, reason='root writes anywhere')),
+])
+def test_unwritable_experiments_root_is_one_line_error(tmp_path, photo_dirs, blocked):
+    parent = tmp_path / 'blocked'
+    if blocked == 'below_a_file':
+        parent.write_text('a file, not a folder')
+    else:
+        parent.mkdir(mode=0o555)
+    result = run_cli([sys.executable, '-m', 'blindsr.train', '-opt', str(tiny_options(tmp_path, photo_dirs)),
+                      '--set', f'path.experiments_root={parent / "run"}'], tmp_path)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
+    assert f'error: Cannot write the run folder {parent / "run"} (path.experiments_root): ' in result.stderr
