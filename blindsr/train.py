@@ -166,7 +166,10 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume_path
     start_iter, best = 0, {}
     if resume_path is not None:
         state = read_checkpoint(resume_path)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f'Cannot resume from {resume_path}: {err}') from err
         start_iter, best = state['iter'], state['extra'].get('best', {})
         logger.info(f'Resumed from {resume_path} at iteration {start_iter} (epoch {state["epoch"]}).')
         if start_iter >= total_iter and is_main:

@@ -199,3 +199,14 @@ def test_unwritable_experiments_root_is_one_line_error(tmp_path, photo_dirs, blo
                       '--set', f'path.experiments_root={parent / "run"}'], tmp_path)
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
     assert f'error: Cannot write the run folder {parent / "run"} (path.experiments_root): ' in result.stderr
+
+
+def test_resume_with_changed_network_shape_names_the_differences(tmp_path, photo_dirs):
+    opt_path = tiny_options(tmp_path, photo_dirs, total_iter=3)
+    train_entry.main(['-opt', str(opt_path)])
+    with pytest.raises(ValueError) as err:
+        train_entry.main(['-opt', str(opt_path), '--auto_resume', '--set', 'network_g.num_feat=16'])
+    message = str(err.value)
+    assert 'Cannot resume from ' in message and '3.state: its net_g does not fit the BSRNet' in message
+    assert 'conv_first.weight (8, 3, 3, 3) in the state, (16, 3, 3, 3) now' in message
+    assert 'The state was saved with other options: network_g.num_feat: 8 in the state, 16 now.' in message

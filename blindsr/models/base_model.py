@@ -193,6 +193,7 @@ class BaseModel:
             raise ValueError('Not a blindsr training state (missing format tag).')
         nets = state['networks']
         for name, net in self.networks.items():
+            self._check_fits(name, net, nets.get(name, {}), state.get('options') or {})
             net.load_state_dict(nets[name])
         for name, ema in self.ema.items():
             ema.load_state_dict(nets[f'{name}_ema'])
@@ -208,6 +209,23 @@ class BaseModel:
         else:
             self.log_info(f'Resumed with {self.dist.world_size} ranks from a state saved with {len(rng)}: '
                           'random streams restart from the seed (results will not be bit-identical).')
+
+    def _check_fits(self, name: str, net: nn.Module, saved: dict, saved_opt: dict) -> None:
+        """A clear error when a state's weights do not fit the network these options build."""
+        own = net.state_dict()
+        diffs = ([f'{k} {tuple(saved[k].shape)} in the state, {tuple(own[k].shape)} now'
+                  for k in own if k in saved and saved[k].shape != own[k].shape] +
+                 [f'{k} missing' for k in own if k not in saved] +
+                 [f'{k} unexpected' for k in saved if k not in own])
+        if not diffs:
+            return
+        sections = [k for k in {**saved_opt, **self.opt} if k.startswith('network_')]
+        changed = _differences({k: saved_opt.get(k) for k in sections}, {k: self.opt.get(k) for k in sections})
+        raise ValueError(
+            f"its {name} does not fit the {type(net).__name__} these options build ({len(diffs)} differences: "
+            f"{'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}). "
+            + (f"The state was saved with other options: {'; '.join(changed)}." if changed else
+               "Its network_* options are the same as these: was the architecture's code changed?"))
 
     def _rng_state(self) -> dict:
         np_state = np.random.get_state()
@@ -247,3 +265,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, sched_opt: dict) -> Any:
         raise ValueError(f"Unknown scheduler '{kind}': not in torch.optim.lr_scheduler nor "
                          'basicsr.models.lr_scheduler (MultiStepRestartLR, CosineAnnealingRestartLR).')
     return cls(optimizer, **sched_opt)
+
+
+def _differences(saved: Any, now: Any, prefix: str = '') -> list[str]:
+    """``key: <saved> in the state, <now> now`` for each option that differs, nested keys dotted."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [d for k in {**saved, **now} for d in _differences(saved.get(k), now.get(k), f'{prefix}{k}.')]
+    return [] if saved == now else [f'{prefix.rstrip(".")}: {saved!r} in the state, {now!r} now']
