@@ -62,6 +62,15 @@ def barrier() -> None:
         td.barrier()
 
 
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest ``value`` of all ranks (``value`` itself without a process group): a collective."""
+    if not td.is_initialized():
+        return value
+    tensor = torch.tensor([value], device=device if td.get_backend() == 'nccl' else 'cpu')
+    td.all_reduce(tensor, op=td.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` in rank order (a one-element list without a process group)."""
     if not td.is_initialized():

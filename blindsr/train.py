@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.distributed as td
 
 import blindsr  # noqa: F401  (registers everything)
 from blindsr import dist
@@ -46,25 +48,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; checked once per iteration (agreed across ranks) so every rank stops together."""
+    """SIGINT/SIGTERM: save a state and stop. A signal never aborts training, the save least of all.
 
-    def __init__(self) -> None:
+    The loop checks :meth:`agreed` once per iteration (the largest over ranks, so every rank stops at
+    the same one). During validation, a first SIGINT lets it finish ("stopping after validation…"); a
+    second signal, or a SIGTERM (preemption: SLURM, torchrun and systemd send SIGKILL after a grace
+    period), cuts it short (:meth:`until_cut`) and its partial results are not recorded. Only the main
+    rank says so.
+    """
+
+    def __init__(self, logger: logging.Logger, is_main: bool) -> None:
         self.signum = 0
-        self._previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
+        self.validating = False
+        self.cut = False  # validation cut short
+        self.warn = logger.warning if is_main else (lambda message: None)
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame) -> None:
-        if self.signum:  # a second signal: give up waiting
-            raise KeyboardInterrupt
-        self.signum = signum
+        name, first = signal.Signals(signum).name, not self.signum
+        self.signum = self.signum or signum
+        if self.validating and not self.cut:
+            if first and signum == signal.SIGINT:
+                self.warn(f'Signal {name}: stopping after validation… (a second signal cuts it short)')
+            else:
+                self.cut = True
+                self.warn(f'Signal {name}: cutting validation short to save a state and stop.')
+        elif not first:
+            self.warn(f'Signal {name} again: already stopping, a state is being saved.')
 
     def agreed(self, device: torch.device) -> int:
-        if not td.is_initialized():
-            return self.signum
-        flag = torch.tensor([self.signum], device=device if td.get_backend() == 'nccl' else 'cpu')
-        td.all_reduce(flag, op=td.ReduceOp.MAX)
-        return int(flag.item())
+        """The signal to stop for, agreed by all ranks (0: none). A collective."""
+        return dist.max_over_ranks(self.signum, device)
+
+    @contextmanager
+    def validation(self) -> Iterator[None]:
+        self.validating = True
+        try:
+            yield
+        finally:
+            self.validating = False
+
+    def until_cut(self, loader) -> Iterator:
+        """``loader``'s batches until a signal cuts validation short."""
+        for batch in loader:
+            if self.cut:
+                return
+            yield batch
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -144,21 +173,32 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
         for reason in resume.skipped if is_main else []:
             logger.warning(f'auto_resume: skipped a newer state that does not load. {reason}')
         state = resume.state
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f'Cannot resume from {resume.path}: {err}') from err
         start_iter, best = state['iter'], state['extra'].get('best', {})
         logger.info(f'Resumed from {resume.path} at iteration {start_iter} (epoch {state["epoch"]}).')
+        if start_iter >= total_iter and is_main:
+            logger.warning(f'The state is at iteration {start_iter}, not below train.total_iter {total_iter}: '
+                           f'nothing to train. To train further: --set train.total_iter=N with N > {start_iter}.')
     elif auto_resume:
         logger.info('auto_resume: no state found, starting from scratch.')
-    run = prepare_run_folder(opt, resume is not None, is_main)
-    attach_log_file(run / f"train_{opt['name']}_{stamp}.log")
-    if is_main:
-        header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
-        (run / 'options.yml').write_text(dump_options(opt, header))
+    try:
+        run = prepare_run_folder(opt, resume is not None, is_main)
+        attach_log_file(run / f"train_{opt['name']}_{stamp}.log")
+        if is_main:
+            header = f'resolved options, {stamp}\ncommand: {" ".join(sys.argv)}'
+            (run / 'options.yml').write_text(dump_options(opt, header))
+    except OSError as err:  # a read-only or misplaced experiments root
+        reason = f'{err.strerror}: {err.filename}' if err.filename else err
+        raise ValueError(f"Cannot write the run folder {opt['path']['experiments_root']} (path.experiments_root): "
+                         f'{reason}') from err
 
     writer = tensorboard_writer(opt['path']['tb_logger'], is_main and opt['logger']['use_tb_logger'])
     log_opt, val_opt = opt['logger'], opt.get('val') or {}
     meter = ProgressMeter(total_iter, start_iter)
-    stop = StopFlag()
+    stop = StopFlag(logger, is_main)
     epoch = start_iter // iters_per_epoch
     batches = infinite_batches(train_loader, epoch, start_iter % iters_per_epoch)
 
@@ -187,14 +227,15 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
                     for key, value in scalars.items():
                         writer.add_scalar(key, value, it)
             if val_loaders and (it % val_opt['val_freq'] == 0 or it == total_iter):
-                validate(model, val_loaders, val_opt, opt, it, best, writer, logger)
-            if it % log_opt['save_checkpoint_freq'] == 0 or it == total_iter:
+                with stop.validation():
+                    validate(model, val_loaders, val_opt, opt, it, best, writer, logger, stop, device)
+            signum = stop.agreed(device) if it < total_iter else 0
+            if signum:
+                stop.warn(f'Signal {signal.Signals(signum).name}: saving state at iteration {it} and stopping. '
+                          'Continue with --auto_resume.')
+            if signum or it % log_opt['save_checkpoint_freq'] == 0 or it == total_iter:
                 save(it, epoch)
-            signum = stop.agreed(device)
-            if signum and it < total_iter:
-                logger.warning(f'Signal {signal.Signals(signum).name}: saving state at iteration {it} and stopping. '
-                               'Continue with --auto_resume.')
-                save(it, epoch)
+            if signum:
                 raise SystemExit(128 + signum)
             tick = time.perf_counter()
     finally:
@@ -210,11 +251,15 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
     return model
 
 
-def validate(model, val_loaders, val_opt, opt, it, best, writer, logger) -> None:
+def validate(model, val_loaders, val_opt, opt, it, best, writer, logger, stop: StopFlag, device) -> None:
     for name, loader in val_loaders:
         save_dir = Path(opt['path']['visualization']) if val_opt['save_img'] else None
-        result = evaluate(model, loader, val_opt['metrics'], save_dir, val_opt['save_img_count'], suffix=f'_{it}',
-                          bicubic_baseline=val_opt['bicubic_baseline'], save_comparison=val_opt['save_comparison'])
+        result = evaluate(model, stop.until_cut(loader), val_opt['metrics'], save_dir, val_opt['save_img_count'],
+                          suffix=f'_{it}', bicubic_baseline=val_opt['bicubic_baseline'],
+                          save_comparison=val_opt['save_comparison'])
+        if dist.max_over_ranks(int(stop.cut), device):  # every rank gathered its part, cut short or not
+            stop.warn(f'Validation {name} @ iter {it} cut short by a signal: not recorded.')
+            return
         parts = []
         for metric, value in result['mean'].items():
             if metric == 'time_s':

@@ -102,9 +102,12 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _init_worker(base_seed: int, worker_id: int) -> None:
-    # Ctrl+C reaches the whole process group: workers ignore it so that the main process can save a
-    # state and stop cleanly (blindsr.train) instead of finding its workers gone.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl+C, a SIGTERM to the process group (torchrun forwards it that way) and SLURM's or systemd's
+    # SIGTERM to every process of a job reach the workers too: they ignore both, so that the main
+    # process can save a state and stop cleanly (blindsr.train) instead of finding its workers gone.
+    # They still end when the loader shuts them down, or when their parent dies (torch's watchdog).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     random.seed(base_seed + worker_id)
     np.random.seed((base_seed + worker_id) % 2**32)
 

@@ -240,6 +240,7 @@ class BaseModel:
             raise ValueError('Not a blindsr training state (missing format tag).')
         nets = state['networks']
         for name, net in self.networks.items():
+            self._check_fits(name, net, nets.get(name, {}), state.get('options') or {})
             net.load_state_dict(nets[name])
         for name, ema in self.ema.items():
             ema.load_state_dict(nets[f'{name}_ema'])
@@ -255,6 +256,23 @@ class BaseModel:
         else:
             self.log_info(f'Resumed with {self.dist.world_size} ranks from a state saved with {len(rng)}: '
                           'random streams restart from the seed (results will not be bit-identical).')
+
+    def _check_fits(self, name: str, net: nn.Module, saved: dict, saved_opt: dict) -> None:
+        """A clear error when a state's weights do not fit the network these options build."""
+        own = net.state_dict()
+        diffs = ([f'{k} {tuple(saved[k].shape)} in the state, {tuple(own[k].shape)} now'
+                  for k in own if k in saved and saved[k].shape != own[k].shape] +
+                 [f'{k} missing' for k in own if k not in saved] +
+                 [f'{k} unexpected' for k in saved if k not in own])
+        if not diffs:
+            return
+        sections = [k for k in {**saved_opt, **self.opt} if k.startswith('network_')]
+        changed = _differences({k: saved_opt.get(k) for k in sections}, {k: self.opt.get(k) for k in sections})
+        raise ValueError(
+            f"its {name} does not fit the {type(net).__name__} these options build ({len(diffs)} differences: "
+            f"{'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}). "
+            + (f"The state was saved with other options: {'; '.join(changed)}." if changed else
+               "Its network_* options are the same as these: was the architecture's code changed?"))
 
     def _rng_state(self) -> dict:
         np_state = np.random.get_state()
@@ -321,3 +339,10 @@ OPTIMIZER = Component(optimizer_class, 'optimizer', default={'type': 'Adam', 'lr
                                                              'weight_decay': 0}, supplied=('params', ))
 SCHEDULER = Component(scheduler_class, 'scheduler', default={'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5},
                       supplied=('optimizer', ))
+
+
+def _differences(saved: Any, now: Any, prefix: str = '') -> list[str]:
+    """``key: <saved> in the state, <now> now`` for each option that differs, nested keys dotted."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [d for k in {**saved, **now} for d in _differences(saved.get(k), now.get(k), f'{prefix}{k}.')]
+    return [] if saved == now else [f'{prefix.rstrip(".")}: {saved!r} in the state, {now!r} now']
