@@ -19,18 +19,15 @@ single-threaded numpy). CUDA rows are added when a GPU is present.
 The development box is shared with other jobs that ``ps`` does not show; ungated timings there drift
 by up to 10x. On Linux CPU every timed call therefore waits (at most 30 s per measurement) until
 other processes use < 0.1 core and is redone when they used more than 5 % of its time + 30 ms while
-it ran (:func:`gated_seconds`); a row marked ``*`` kept busy runs because the box never went quiet.
+it ran (:func:`blindsr.benchmark.gated_seconds`); a row marked ``*`` kept busy runs because the box
+never went quiet.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,49 +35,13 @@ import torch
 import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
 from basicsr.utils.img_process_util import USMSharp, filter2D
-from blindsr.benchmark import median_seconds, photo_batch
+from blindsr.benchmark import gated_seconds, photo_batch
 from blindsr.degradations import kernels as K
 from blindsr.degradations.blur import blur
 from blindsr.degradations.sharpen import usm_sharp
 
 KINDS = ['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso']
 PROBS = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]
-
-
-_HZ = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
-
-
-def _others_cpu() -> float:
-    """CPU seconds used so far by the whole machine minus this process (Linux /proc/stat)."""
-    with open('/proc/stat') as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    own = os.times()
-    return (user + nice + system + irq + softirq + steal) / _HZ - own.user - own.system
-
-
-def gated_seconds(fn: Callable[[], object], repeats: int, device: torch.device,
-                  warmup: int = 2) -> tuple[float, bool]:
-    """Median seconds per call (as :func:`median_seconds`) over calls timed while the CPU was otherwise
-    idle, and whether enough such calls were found (else the median of all timed calls)."""
-    if device.type != 'cpu' or not os.path.exists('/proc/stat'):
-        return median_seconds(fn, repeats, device, warmup), True
-    for _ in range(warmup):
-        fn()
-    clean, busy = [], []
-    deadline = time.monotonic() + 30  # total idle-wait budget of this measurement
-    while len(clean) < repeats and len(clean) + len(busy) < 3 * repeats:
-        while time.monotonic() < deadline:
-            before = _others_cpu()
-            time.sleep(0.3)
-            if _others_cpu() - before < 0.03:
-                break
-        fn()  # re-warm after the idle wait
-        before, start = _others_cpu(), time.perf_counter()
-        fn()
-        took = time.perf_counter() - start
-        (clean if _others_cpu() - before <= 0.05 * took + 0.03 else busy).append(took)
-    ok = len(clean) >= repeats
-    return statistics.median(clean if ok else clean + busy), ok
 
 
 def basicsr_kernels(batch: int) -> torch.Tensor:

@@ -1,11 +1,14 @@
-"""Layers shared by the EDSR-descended archs (SRFBN, DASR, KDSR, CDSR): MeanShift and the upsampler."""
+"""Layers shared by the EDSR-descended archs (SRFBN, DASR, KDSR, CDSR): MeanShift, the upsampler and the
+per-sample depthwise conv whose kernels a degradation representation predicts (DASR's DA conv, KDSR's
+IDR-DDC)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -35,3 +38,28 @@ def upsampler(scale: int, num_feat: int) -> nn.Sequential:
     else:
         raise ValueError(f'scale must be a power of 2 or 3, got {scale}')
     return nn.Sequential(*layers)
+
+
+def per_sample_depthwise_conv(x: Tensor, kernels: Tensor) -> Tensor:
+    """Depthwise conv of each sample with its own kernels: ``x`` (B, C, H, W), ``kernels`` (B, C, k, k),
+    odd k, zero padding k // 2 (cross-correlation, as ``F.conv2d``); returns (B, C, H, W)."""
+    b, c, h, w = x.shape
+    size = kernels.shape[-1]
+    out = F.conv2d(x.reshape(1, b * c, h, w), kernels.reshape(b * c, 1, size, size), padding=size // 2,
+                   groups=b * c)
+    return out.reshape(b, c, h, w)
+
+
+class DynamicDepthwiseConv(nn.Module):
+    """``forward(x, d)``: a 3x3 depthwise conv of ``x`` (B, C, H, W) with kernels predicted per sample from
+    the degradation vector ``d`` (B, deg_dim) by ``kernel`` = Linear(deg_dim, deg_dim, no bias),
+    LeakyReLU(0.1), Linear(deg_dim, 9 C, no bias) (DASR's DA-conv branch, KDSR's IDR-DDC)."""
+
+    def __init__(self, channels: int, deg_dim: int) -> None:
+        super().__init__()
+        self.kernel = nn.Sequential(nn.Linear(deg_dim, deg_dim, bias=False), nn.LeakyReLU(0.1, inplace=True),
+                                    nn.Linear(deg_dim, channels * 9, bias=False))
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        b, c = x.shape[:2]
+        return per_sample_depthwise_conv(x, self.kernel(d).reshape(b, c, 3, 3))

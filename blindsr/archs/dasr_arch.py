@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blindsr.archs.common import MeanShift, upsampler
+from blindsr.archs.common import DynamicDepthwiseConv, MeanShift, upsampler
 from blindsr.checkpoint import StateDict, register_key_converter
 from blindsr.registry import ARCH_REGISTRY
 
@@ -71,21 +71,17 @@ class _ChannelAttention(nn.Module):
         return x * self.conv_du(d[:, :, None, None])
 
 
-class _DAConv(nn.Module):
-    """Per-sample depthwise 3x3 conv (kernels predicted from ``d``) + 1x1 conv, plus channel attention."""
+class _DAConv(DynamicDepthwiseConv):
+    """The per-sample depthwise 3x3 conv (kernels predicted from ``d``), LReLU, a 1x1 conv; plus the input
+    scaled by a channel attention."""
 
     def __init__(self, channels: int, deg_dim: int, reduction: int):
-        super().__init__()
-        self.kernel = nn.Sequential(nn.Linear(deg_dim, deg_dim, bias=False), _lrelu(),
-                                    nn.Linear(deg_dim, channels * 9, bias=False))
+        super().__init__(channels, deg_dim)
         self.conv = nn.Conv2d(channels, channels, 1)
         self.ca = _ChannelAttention(deg_dim, channels, reduction)
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        kernels = self.kernel(d).reshape(b * c, 1, 3, 3)  # row b * C + c, as the grouped input below
-        out = F.conv2d(x.reshape(1, b * c, h, w), kernels, padding=1, groups=b * c)
-        out = self.conv(F.leaky_relu(out, _SLOPE, inplace=True).reshape(b, c, h, w))
+        out = self.conv(F.leaky_relu(super().forward(x, d), _SLOPE, inplace=True))
         return out + self.ca(x, d)
 
 
