@@ -114,8 +114,9 @@ def test_keys_params_and_output_equal_the_authors(case):
     assert sr.shape == (2, 3, 16 * scale, 16 * scale) and idr.shape == (2, 4 * VARIANTS[variant]['n_feats'])
     sr_figures = [sr.mean(), sr.std(), *sr[0, :, 0, 0], *sr[1, :, 5, 7], sr[1, 2, -1, -1]]
     idr_figures = [idr.mean(), idr.std(), *idr[0, :4], *idr[1, -2:]]
-    assert [float(v) for v in sr_figures] == pytest.approx(sr_ref, rel=1e-5, abs=1e-6)
-    assert [float(v) for v in idr_figures] == pytest.approx(idr_ref, rel=1e-5, abs=1e-6)
+    # float32 sums in another order (thread count) move a probe by ~1e-5 of the output's spread
+    assert [float(v) for v in sr_figures] == pytest.approx(sr_ref, rel=1e-5, abs=1e-5 * max(1.0, sr_ref[1]))
+    assert [float(v) for v in idr_figures] == pytest.approx(idr_ref, rel=1e-5, abs=1e-5 * max(1.0, idr_ref[1]))
 
 
 def test_encode_is_the_estimator_of_forward():

@@ -90,7 +90,7 @@ def test_student_finds_its_teacher_by_name_and_leaves_it_untouched(tmp_path, pho
     assert any(not torch.equal(state['networks']['net_g'][k], teacher[k]) for k in teacher if k.startswith('G.'))
 
 
-def test_a_missing_teacher_run_says_where_it_looked(tmp_path, photo_dirs):
+def test_a_missing_teacher_run_says_where_it_looked(tmp_path, photo_dirs, teacher_run):
     opt_path = kdsr_options(tmp_path, photo_dirs, 'student', 'KDSRStudentModel')
     with pytest.raises(FileNotFoundError, match=r"Run 'nope' has left no weights: looked for .*nope/models/net_g_final"):
         train_entry.main(['-opt', str(opt_path), '--set', 'path.teacher=nope'])

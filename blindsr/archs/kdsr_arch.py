@@ -150,7 +150,8 @@ class _KDSRNet(nn.Module):
 
 @ARCH_REGISTRY.register()
 class KDSR(_KDSRNet):
-    """The KDSR student: ``forward(lq) -> sr``, ``forward(lq, idr=True) -> (sr, idr)`` ([0, 1] images);
+    """The KDSR student: ``forward(lq) -> sr``, ``forward(lq, idr=True) -> (sr, idr)``, ``forward(lq, sr=False)
+    -> idr`` ([0, 1] images);
     ``encode(lq) -> (d, idr)`` runs its estimator ``E_st`` alone.
 
     Args:
@@ -172,7 +173,10 @@ class KDSR(_KDSRNet):
     def encode(self, lq: Tensor) -> tuple[Tensor, Tensor]:
         return self.E_st(lq * self.rgb_range)
 
-    def forward(self, lq: Tensor, idr: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, lq: Tensor, idr: bool = False, sr: bool = True) -> Tensor | tuple[Tensor, Tensor]:
+        """``sr=False``: the IDR alone (the estimator without G, e.g. for an encoder-only training stage)."""
+        if not sr:
+            return self.encode(lq)[1]
         return self._sr(lq, self.encode(lq), idr)
 
 
