@@ -24,26 +24,38 @@ ENV = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
 
 def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
     """Start ``cmd`` as the leader of its own process group (as a shell's job or a batch job is)."""
-    return subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
+    proc.folder = cwd  # where ranks write their pid files (see kill_run)
+    return proc
 
 
 def wait_for(proc: subprocess.Popen, *texts: str, timeout: float = 120) -> str:
-    """Read ``proc``'s output until each of ``texts`` has shown up in a line; the lines read. After
-    ``timeout`` seconds the process group is killed (a run held in validation would never end)."""
-    seen, missing = [], list(texts)
-    killer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+    """Read ``proc``'s output until each of ``texts`` has shown up (as often as it is listed: two ranks
+    may write their lines into one); the output read. After ``timeout`` seconds the run is killed, with
+    the ranks torchrun started in sessions of their own (a run held in validation would never end)."""
+    seen = ''
+    killer = threading.Timer(timeout, kill_run, (proc, ))
     killer.start()
     try:
         for line in proc.stdout:
-            seen.append(line)
-            missing = next((missing[:i] + missing[i + 1:] for i, text in enumerate(missing) if text in line),
-                           missing)
-            if not missing:
-                return ''.join(seen)
+            seen += line
+            if all(seen.count(text) >= texts.count(text) for text in texts):
+                return seen
     finally:
         killer.cancel()
-    raise AssertionError(f'{missing} never came; output:\n' + ''.join(seen)[-3000:])
+    missing = [text for text in dict.fromkeys(texts) if seen.count(text) < texts.count(text)]
+    raise AssertionError(f'{missing} never came; output:\n' + seen[-3000:])
+
+
+def kill_run(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group and those of the ranks that wrote ``pid<rank>`` files in its folder."""
+    pids = [proc.pid, *(int(p.read_text()) for p in Path(proc.folder).glob('pid[0-9]*'))]
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def states(run: Path) -> list[int]:
