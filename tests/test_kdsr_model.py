@@ -146,3 +146,68 @@ def test_kdsr_test_recipes_write_the_papers_tables(tmp_path, photo_dirs, recipe)
     summary = (tmp_path / 'results' / 'summary.md').read_text()
     assert f'| scale | {" | ".join(settings)} |' in summary and '| x4 |' in summary
     assert settings_of(tmp_path / 'testset', 4) == settings
+
+
+# One stage-4 student step recorded from the authors' code (scratch script outside the repo,
+# /work/authors/kdsr_step/student_step.py): Zj-BinXia/KDSR@c7c9e81 KDSR-classic model_ST / model_TA
+# (unpatched) at n_feats 16, n_blocks 2, n_resblocks 1, x4, rgb_range 1, weights conftest.seeded_weights(net,
+# 0.05) for student and teacher, batch lr = rand(4, 3, 12, 12, seed 2), hr = rand(4, 3, 48, 48, seed 3); the step of
+# trainer_iso_stage4.train(): T_fea from the teacher's E on cat(lr, PixelUnshuffle(4)(hr)), L1(sr, hr) +
+# kl_div(log_softmax(S/0.15), softmax(T/0.15), batchmean), Adam 1e-4 (0.9, 0.999, 1e-8), one step; torch 2.14.1
+# CPU. blindsr's KDSRStudentModel gave the same losses and weights (max |dW| 0.0) in that run.
+AUTHORS_STEP = {'l_pix': 0.5116364359855652, 'l_kd': 0.03905348479747772,
+                'sums_after': {'G.head.0.weight': 0.48215132200857624, 'G.tail.1.bias': -0.15568483900278807,
+                               'E_st.E.0.weight': 1.0924939777323743, 'E_st.mlp.2.weight': 2.9920899677672423,
+                               'E_st.compress.0.weight': 0.20426384778647844},
+                'e_st_e0_after': [-0.05681617558002472, -0.00896213948726654, 0.083587646484375]}
+
+
+def test_one_student_step_equals_the_authors_trainer(tmp_path):
+    from blindsr.archs.kdsr_arch import KDSRTeacher
+    from conftest import seeded_weights
+
+    net = {'scale': 4, 'n_feats': 16, 'n_blocks': 2, 'n_encoder_res': 1}
+    student = seeded_weights(KDSR(**net), 0.05)
+    torch.save(student, tmp_path / 'st.pth')
+    torch.save(seeded_weights(KDSRTeacher(**net), 0.05), tmp_path / 'ta.pth')
+    opt = {'name': 'step', 'model_type': 'KDSRStudentModel', 'scale': 4,
+           'datasets': {'train': {'type': 'HRImageDataset', 'dataroot_gt': str(tmp_path), 'gt_size': 48}},
+           'network_g': {'type': 'KDSR', **net}, 'network_teacher': {'type': 'KDSRTeacher', **net},
+           'path': {'pretrain_network_g': str(tmp_path / 'st.pth'), 'pretrain_network_teacher': str(tmp_path / 'ta.pth'),
+                    'experiments_root': str(tmp_path / 'run')},
+           'train': {'total_iter': 1, 'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999], 'eps': 1e-8},
+                     'losses': [{'type': 'L1Loss'}, {'type': 'KDLoss', 'temperature': 0.15}]}}
+    (tmp_path / 'step.yml').write_text(yaml.safe_dump(opt))
+    model = MODEL_REGISTRY.get('KDSRStudentModel')(load_options(tmp_path / 'step.yml'), torch.device('cpu'))
+    model.feed_data({'lq': torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(2)),
+                     'gt': torch.rand(4, 3, 48, 48, generator=torch.Generator().manual_seed(3))})
+    logs = model.optimize_parameters(1)
+    assert float(logs['l_pix']) == pytest.approx(AUTHORS_STEP['l_pix'], rel=1e-5)
+    assert float(logs['l_kd']) == pytest.approx(AUTHORS_STEP['l_kd'], rel=1e-5)
+    after = model.net_g.state_dict()
+    for key, value in AUTHORS_STEP['sums_after'].items():
+        moved = after[key].double().sum().item() - student[key].double().sum().item()
+        recorded = value - student[key].double().sum().item()
+        assert moved == pytest.approx(recorded, rel=1e-3, abs=1e-7), key  # the step itself, not just the start
+    assert after['E_st.E.0.weight'][0, 0, 0].tolist() == pytest.approx(AUTHORS_STEP['e_st_e0_after'], abs=1e-7)
+
+
+def test_distillation_agreement_script_compares_idrs(tmp_path, photo_dirs):
+    import importlib.util
+
+    from blindsr.archs.kdsr_arch import KDSRTeacher
+
+    spec = importlib.util.spec_from_file_location('agreement', REPO / 'scripts' / 'distillation_agreement.py')
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = {k: v for k, v in TINY.items() if k != 'scale'}
+    teacher = KDSRTeacher(4, **tiny)
+    student = KDSR(4, **tiny)
+    torch.save(teacher.state_dict(), tmp_path / 't.pth')
+    torch.save(student.state_dict(), tmp_path / 's.pth')
+    results = script.main(['--teacher', str(tmp_path / 't.pth'), '--student', str(tmp_path / 's.pth'),
+                           '--net', '{n_feats: 8, n_blocks: 1, n_encoder_res: 1}', '--hr', str(photo_dirs['train']),
+                           '--patches', '4', '--size', '32'])
+    assert set(results) == {'initial E_st', 'trained student'}
+    for kl, cosine in results.values():
+        assert kl >= 0 and -1 <= cosine <= 1
