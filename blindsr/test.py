@@ -25,6 +25,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 import blindsr  # noqa: F401  (registers everything)
 from blindsr import dist
 from blindsr.data.loader import build_dataloader
@@ -110,9 +112,14 @@ def expand_testsets(datasets) -> list[dict]:
 
 
 def summary_markdown(summary: dict[str, dict[str, dict]], row: str) -> str:
-    """One table per test set: a row for this run's scale, a column per setting, PSNR / SSIM."""
+    """One table per test set: a row for this run's scale, a column per setting, PSNR / SSIM, and with
+    several settings their mean (what KDSR's Table 1 reports for Gaussian8)."""
     parts = []
     for name, columns in summary.items():
+        columns = dict(columns)
+        if len(columns) > 1:
+            columns['mean'] = {key: float(np.mean([m[key] for m in columns.values()]))
+                               for key in ('psnr', 'ssim') if all(key in m for m in columns.values())}
         cells = [f"{m['psnr']:.2f} / {m['ssim']:.4f}" if 'ssim' in m else f"{m.get('psnr', float('nan')):.2f}"
                  for m in columns.values()]
         parts += [f'## {name} (PSNR / SSIM)', '', '| scale | ' + ' | '.join(columns) + ' |',

@@ -144,7 +144,10 @@ def test_kdsr_test_recipes_write_the_papers_tables(tmp_path, photo_dirs, recipe)
     results = test_entry.main(['-opt', str(recipe), *args])
     assert set(results) == {f'{name}_{s}' for name in opt['datasets'] for s in settings}
     summary = (tmp_path / 'results' / 'summary.md').read_text()
-    assert f'| scale | {" | ".join(settings)} |' in summary and '| x4 |' in summary
+    assert f'| scale | {" | ".join(settings)} | mean |' in summary and '| x4 |' in summary
+    row = next(line for line in summary.splitlines() if line.startswith('| x4 |'))
+    psnr = [float(cell.split('/')[0]) for cell in row.strip('|').split('|')[1:]]
+    assert psnr[-1] == pytest.approx(sum(psnr[:-1]) / len(psnr[:-1]), abs=0.01)  # the mean over the kernels
     assert settings_of(tmp_path / 'testset', 4) == settings
 
 
