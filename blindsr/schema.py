@@ -79,11 +79,10 @@ def unknown_key(key: str, known: Sequence[str], where: str, owner: str, ctx: Con
 @dataclass(frozen=True)
 class Value:
     """One key: accepted ``types`` (``ANY``: anything), ``default`` (``REQUIRED``: must be given;
-    ``None``: optional and may be null), inclusive ``min``/``max``, exclusive ``below``, ``choices``."""
+    ``None``: optional and may be null), inclusive ``min``, exclusive ``below``, ``choices``."""
     types: type | tuple[type, ...] | None
     default: Any = None
     min: float | None = None
-    max: float | None = None
     below: float | None = None
     choices: tuple | None = None
 
@@ -96,8 +95,6 @@ class Value:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.min is not None and value < self.min:
                 raise ctx.error(where, f'must be >= {self.min}, got {value}.')
-            if self.max is not None and value > self.max:
-                raise ctx.error(where, f'must be <= {self.max}, got {value}.')
             if self.below is not None and value >= self.below:
                 raise ctx.error(where, f'must be in [{self.min}, {self.below}), got {value}.')
         return value
@@ -108,7 +105,6 @@ class Section:
     """A mapping of declared keys; ``owner`` names it in errors (e.g. "the logger section")."""
     keys: dict[str, Any]
     owner: str = 'this section'
-
     default: Any = field(default_factory=dict)
 
     def resolve(self, value: Any, where: str, ctx: Context) -> dict:
