@@ -40,20 +40,28 @@ def upsampler(scale: int, num_feat: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def per_sample_depthwise_conv(x: Tensor, kernels: Tensor) -> Tensor:
+def per_sample_depthwise_conv(x: Tensor, kernels: Tensor, negative_slope: float | None = None) -> Tensor:
     """Depthwise conv of each sample with its own kernels: ``x`` (B, C, H, W), ``kernels`` (B, C, k, k),
-    odd k, zero padding k // 2 (cross-correlation, as ``F.conv2d``); returns (B, C, H, W)."""
+    odd k, zero padding k // 2 (cross-correlation, as ``F.conv2d``); returns (B, C, H, W).
+
+    ``negative_slope``: a LeakyReLU applied in place to the grouped conv's (1, B C, H, W) output before
+    it is reshaped back. The same op applied in place to the reshaped view would make autograd rebase
+    the view (a CopySlices node: a zero-filled gradient and copies of the whole output in every backward).
+    """
     b, c, h, w = x.shape
     size = kernels.shape[-1]
     out = F.conv2d(x.reshape(1, b * c, h, w), kernels.reshape(b * c, 1, size, size), padding=size // 2,
                    groups=b * c)
+    if negative_slope is not None:
+        F.leaky_relu_(out, negative_slope)
     return out.reshape(b, c, h, w)
 
 
 class DynamicDepthwiseConv(nn.Module):
     """``forward(x, d)``: a 3x3 depthwise conv of ``x`` (B, C, H, W) with kernels predicted per sample from
     the degradation vector ``d`` (B, deg_dim) by ``kernel`` = Linear(deg_dim, deg_dim, no bias),
-    LeakyReLU(0.1), Linear(deg_dim, 9 C, no bias) (DASR's DA-conv branch, KDSR's IDR-DDC)."""
+    LeakyReLU(0.1), Linear(deg_dim, 9 C, no bias); the conv's output goes through LeakyReLU(0.1) (DASR's
+    DA-conv branch and KDSR's IDR-DDC, each with the activation its block applies next)."""
 
     def __init__(self, channels: int, deg_dim: int) -> None:
         super().__init__()
@@ -62,4 +70,4 @@ class DynamicDepthwiseConv(nn.Module):
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
         b, c = x.shape[:2]
-        return per_sample_depthwise_conv(x, self.kernel(d).reshape(b, c, 3, 3))
+        return per_sample_depthwise_conv(x, self.kernel(d).reshape(b, c, 3, 3), negative_slope=0.1)

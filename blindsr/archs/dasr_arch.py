@@ -81,7 +81,7 @@ class _DAConv(DynamicDepthwiseConv):
         self.ca = _ChannelAttention(deg_dim, channels, reduction)
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        out = self.conv(F.leaky_relu(super().forward(x, d), _SLOPE, inplace=True))
+        out = self.conv(super().forward(x, d))
         return out + self.ca(x, d)
 
 

@@ -96,7 +96,7 @@ class _IDRBlock(nn.Module):
         self.conv1 = _conv(channels, channels)
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        return self.conv1(F.leaky_relu(self.da_conv1(x, d), _SLOPE, inplace=True)) + x
+        return self.conv1(self.da_conv1(x, d)) + x
 
 
 class _BlockChain(nn.Module):
