@@ -262,8 +262,7 @@ def load_pretrained(net: nn.Module, checkpoint: str | os.PathLike | Mapping, key
             refusals.append(f'{conv.__name__}: {err}')
     # the attempt whose keys overlap the network's the most wins; ties go to the fewest extra keys
     via, best = max(attempts, key=lambda a: (len(set(a[1]) & set(own)), -len(set(a[1]) - set(own))))
-    missing = sorted(set(own) - set(best))
-    unexpected = sorted(set(best) - set(own))
+    missing, unexpected, shapes = key_mismatch(own, best)
     source = f'{inner} of {where}{via}'
     if strict and (missing or unexpected):
         tried = [c.__name__ for c in KEY_CONVERTER_REGISTRY.get(arch, [])]
@@ -271,12 +270,24 @@ def load_pretrained(net: nn.Module, checkpoint: str | os.PathLike | Mapping, key
             f'{source} does not fit {arch} (strict): {len(missing)} missing keys {_short(missing)}, '
             f'{len(unexpected)} unexpected keys {_short(unexpected)}. Key converters tried for {arch}: '
             f'{tried or "none registered"}.' + ''.join(f' {r}' for r in refusals))
-    wrong = [f'{k}: checkpoint {tuple(best[k].shape)} vs network {tuple(own[k].shape)}'
-             for k in sorted(set(best) & set(own)) if best[k].shape != own[k].shape]
-    if wrong:
+    if shapes:
+        wrong = [f'{k}: checkpoint {theirs} vs network {ours}' for k, theirs, ours in shapes]
         raise CheckpointError(f'{source} has shape mismatches for {arch}: {_short(wrong)}')
     net.load_state_dict(best, strict=False)
     return LoadResult(source, missing, unexpected)
+
+
+class KeyMismatch(NamedTuple):
+    missing: list[str]  # the network's keys the state dict lacks
+    unexpected: list[str]  # keys the network does not have
+    shapes: list[tuple[str, tuple, tuple]]  # (key, shape in the state dict, shape in the network)
+
+
+def key_mismatch(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> KeyMismatch:
+    """How the state dict ``given`` differs from a network's own ``own`` (sorted by key)."""
+    return KeyMismatch(sorted(set(own) - set(given)), sorted(set(given) - set(own)),
+                       [(k, tuple(given[k].shape), tuple(own[k].shape)) for k in sorted(set(given) & set(own))
+                        if given[k].shape != own[k].shape])
 
 
 def _short(items: list[str], n: int = 8) -> str:

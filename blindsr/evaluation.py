@@ -61,7 +61,7 @@ def needs_reference(fn) -> bool:
 def comparison_image(lq: torch.Tensor, sr: torch.Tensor, gt: torch.Tensor | None = None) -> np.ndarray:
     """Side by side, 8-bit BGR: the LR image enlarged by pixel repetition | SR (| HR when there is one)."""
     up = F.interpolate(lq.float(), size=sr.shape[-2:], mode='nearest-exact')
-    return tensor2img(torch.cat([up, sr] + ([gt.to(sr.device)] if gt is not None else []), dim=-1))
+    return tensor2img(torch.cat([up, sr] + ([gt] if gt is not None else []), dim=-1))
 
 
 def _file_size(path: str) -> list[int] | None:
@@ -136,15 +136,13 @@ def _evaluate_image(model, batch: dict, name: str, metric_fns: dict, out: Path |
     """The record of one image (see :func:`evaluate`); raises :class:`_ImageFailure` with the reason."""
     if 'error' in batch:
         raise _ImageFailure(batch['error'][0])
-    gt = batch.get('gt')
+    gt = None if batch.get('gt') is None else batch['gt'].to(model.device)  # moved once, used thrice
     lq = batch.get('lq')
-    if lq is None:
-        lq = _stage('degradation', model.degrade_for_eval, gt.to(model.device), name)
-    lq = lq.to(model.device)
+    lq = _stage('degradation', model.degrade_for_eval, gt, name) if lq is None else lq.to(model.device)
     if model.device.type == 'cuda':
         torch.cuda.synchronize(model.device)
     start = time.perf_counter()
-    sr = _stage('inference', lambda: model.infer(lq, gt=None if gt is None else gt.to(model.device), name=name))
+    sr = _stage('inference', lambda: model.infer(lq, gt=gt, name=name))
     if model.device.type == 'cuda':
         torch.cuda.synchronize(model.device)
     record = {'name': name, 'time_s': time.perf_counter() - start}

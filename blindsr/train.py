@@ -245,9 +245,9 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
     if is_main:
         written = []
         for filename, payload in model.export().items():
-            save_atomic(payload, Path(opt['path']['models']) / filename)
-            written.append(str(Path(opt['path']['models']) / filename))
-        logger.info(f"Training done: {', '.join(written)}")
+            written.append(Path(opt['path']['models']) / filename)
+            save_atomic(payload, written[-1])
+        logger.info(f"Training done: {', '.join(map(str, written))}")
     return model
 
 

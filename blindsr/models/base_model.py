@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from blindsr import dist
-from blindsr.checkpoint import FORMAT, load_pretrained
+from blindsr.checkpoint import FORMAT, key_mismatch, load_pretrained
 from blindsr.degradations.degrader import Degrader
 from blindsr.dist import DistInfo
 from blindsr.registry import ARCH_REGISTRY, build
@@ -259,11 +259,9 @@ class BaseModel:
 
     def _check_fits(self, name: str, net: nn.Module, saved: dict, saved_opt: dict) -> None:
         """A clear error when a state's weights do not fit the network these options build."""
-        own = net.state_dict()
-        diffs = ([f'{k} {tuple(saved[k].shape)} in the state, {tuple(own[k].shape)} now'
-                  for k in own if k in saved and saved[k].shape != own[k].shape] +
-                 [f'{k} missing' for k in own if k not in saved] +
-                 [f'{k} unexpected' for k in saved if k not in own])
+        missing, unexpected, shapes = key_mismatch(net.state_dict(), saved)
+        diffs = ([f'{k} {theirs} in the state, {ours} now' for k, theirs, ours in shapes] +
+                 [f'{k} missing' for k in missing] + [f'{k} unexpected' for k in unexpected])
         if not diffs:
             return
         sections = [k for k in {**saved_opt, **self.opt} if k.startswith('network_')]

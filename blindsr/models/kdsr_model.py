@@ -44,18 +44,11 @@ __all__ = ['KDSRGANStudentModel', 'KDSRStudentModel', 'KDSRTeacherModel']
 class KDSRTeacherModel(BlindSRModel):
     """``network_g``: ``KDSRTeacher``; trained and evaluated with the HR image."""
 
-    def generator_forward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with self.autocast():
-            return self.wrapped['net_g'](self.lq, self.gt).float(), {}
-
-    @torch.no_grad()
-    def infer(self, lq: torch.Tensor, *, gt: torch.Tensor | None = None, name: str | None = None) -> torch.Tensor:
+    def net_inputs(self, lq: torch.Tensor, gt: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         if gt is None:
             raise ValueError('the KDSR teacher estimates the degradation from the LR and the HR image: it is '
                              'evaluated only on data with HR images (test its students on real LR images)')
-        net = self.ema.get('net_g', self.net_g)
-        with self.eval_mode(), self.autocast():
-            return net(lq, gt).float()
+        return lq, gt
 
 
 class Distillation:

@@ -67,11 +67,16 @@ class BlindSRModel(BaseModel):
         # a pipeline that crops, sharpens or pools returns the target that goes with its LR
         self.gt = self.degradation_params.pop('gt', self.gt)
 
+    def net_inputs(self, lq: torch.Tensor, gt: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """What ``net_g`` is called with, in training and inference: the LR batch (a teacher that sees
+        the HR image adds it)."""
+        return (lq, )
+
     def generator_forward(self) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """The SR batch of the generator step and the loss terms it adds beyond the reconstruction terms
         (none here; a distilled student adds its KD term). No SR batch (None): an encoder-only stage."""
         with self.autocast():
-            return self.wrapped['net_g'](self.lq).float(), {}
+            return self.wrapped['net_g'](*self.net_inputs(self.lq, self.gt)).float(), {}
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
         sr, terms = self.generator_forward()
@@ -85,4 +90,4 @@ class BlindSRModel(BaseModel):
     def infer(self, lq: torch.Tensor, *, gt: torch.Tensor | None = None, name: str | None = None) -> torch.Tensor:
         net = self.ema.get('net_g', self.net_g)
         with self.eval_mode(), self.autocast():
-            return net(lq).float()
+            return net(*self.net_inputs(lq, gt)).float()
