@@ -9,8 +9,10 @@ from all ranks count each image exactly once.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
+import multiprocessing
 import random
 import signal
 from collections.abc import Iterator
@@ -99,6 +101,20 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """``default_collate``, except that a batch holding an error record becomes that record alone."""
     failed = [item for item in items if 'error' in item]
     return default_collate(failed[:1] or items)
+
+
+def _kill_workers_at_exit() -> None:
+    """At interpreter exit, SIGKILL DataLoader workers still alive: multiprocessing's own exit handler
+    (which runs after this one) SIGTERMs and joins them, but workers ignore SIGTERM (below), so a loader
+    not shut down by then (e.g. one kept alive by a stored traceback) would hang the exit."""
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if children:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would call this a worker failure
+        for child in children:
+            child.kill()
+
+
+atexit.register(_kill_workers_at_exit)
 
 
 def _init_worker(base_seed: int, worker_id: int) -> None:
