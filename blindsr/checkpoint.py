@@ -262,7 +262,7 @@ def load_pretrained(net: nn.Module, checkpoint: str | os.PathLike | Mapping, key
             refusals.append(f'{conv.__name__}: {err}')
     # the attempt whose keys overlap the network's the most wins; ties go to the fewest extra keys
     via, best = max(attempts, key=lambda a: (len(set(a[1]) & set(own)), -len(set(a[1]) - set(own))))
-    missing, unexpected, shapes = key_mismatch(own, best)
+    missing, unexpected, shapes = (sorted(keys) for keys in key_mismatch(own, best))
     source = f'{inner} of {where}{via}'
     if strict and (missing or unexpected):
         tried = [c.__name__ for c in KEY_CONVERTER_REGISTRY.get(arch, [])]
@@ -284,10 +284,10 @@ class KeyMismatch(NamedTuple):
 
 
 def key_mismatch(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> KeyMismatch:
-    """How the state dict ``given`` differs from a network's own ``own`` (sorted by key)."""
-    return KeyMismatch(sorted(set(own) - set(given)), sorted(set(given) - set(own)),
-                       [(k, tuple(given[k].shape), tuple(own[k].shape)) for k in sorted(set(given) & set(own))
-                        if given[k].shape != own[k].shape])
+    """How the state dict ``given`` differs from a network's own ``own`` (in the network's key order)."""
+    return KeyMismatch([k for k in own if k not in given], [k for k in given if k not in own],
+                       [(k, tuple(given[k].shape), tuple(own[k].shape)) for k in own
+                        if k in given and given[k].shape != own[k].shape])
 
 
 def _short(items: list[str], n: int = 8) -> str:
