@@ -172,7 +172,7 @@ def test_every_shipped_option_file_loads():
     ('datasets.train.gt_size=abc', "datasets.train.gt_size must be int, got str 'abc'"),
     ('datasets.train.num_worker_per_gpu=-1', 'datasets.train.num_worker_per_gpu must be >= 0'),
     ('network_g.num_feat=eight', "network_g.num_feat must be int, got str 'eight'"),
-    ('train.use_amp=fp8', "train.use_amp must be one of False, True, 'fp16', 'bf16', got 'fp8'"),
+    ('train.use_amp=fp8', "train.use_amp must be one of False, True, 'fp16', 'bf16', 'auto', got 'fp8'"),
     ('train.optim_g={type: SGD, lr: 0.1, betas: [0.9, 0.99]}', 'train.optim_g.betas is not a key of optimizer SGD'),
     ('train.scheduler={type: StepLR}', 'train.scheduler.step_size is required by scheduler StepLR'),
     ('train.scheduler={type: CosineAnnealingLR}', 'train.scheduler.T_max is required by scheduler CosineAnnealingLR'),
