@@ -26,7 +26,9 @@ at most ``EMBED_SIZE x EMBED_SIZE`` LR pixels at full resolution: a downscaled v
 degradation the encoder sees (downscaling by 2 halves a blur's width in pixels and adds its own
 anti-aliasing), while a crop keeps it — and these methods assume one degradation for the whole
 image. 512 px bounds the encoder's memory (KDSR's runs 4 x n_feats channels at full resolution) and
-is at least the size of the LR test images the authors' encoders are evaluated on.
+is as large as most LR benchmark images (Set5 to Urban100) the authors' encoders are evaluated on,
+and many times their training patches. A centre crop misjudges an image whose degradation varies
+across it or whose centre is flat; so does any single global estimate.
 """
 
 from __future__ import annotations
