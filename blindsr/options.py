@@ -109,6 +109,7 @@ VAL = Section({
     'save_img_count': Value(int, 4, min=0),
     'save_comparison': Value(bool, False),
     'bicubic_baseline': Value(bool, False),
+    'summary_columns': Value(str, 'settings', choices=('settings', 'sets')),  # the test summary's layout
     'metrics': MapOf(METRIC, default={
         'psnr': {'type': 'calculate_psnr', 'crop_border': None, 'test_y_channel': True},
         'ssim': {'type': 'calculate_ssim', 'crop_border': None, 'test_y_channel': True}}),
