@@ -1,6 +1,6 @@
 """Write a versioned benchmark test set: LR images of a protocol plus a JSON of the exact parameters.
 
-    python scripts/make_testsets.py --hr ../shared/data/Set5 --protocol bicubic --scale 4 --out testsets/Set5_bicubic_x4
+    python scripts/make_testsets.py --hr $BLINDSR_DATA/Set5 --protocol bicubic --scale 4 --out testsets/Set5_bicubic_x4
 
 Layout of ``--out``: ``HR/<name>.png`` (HR mod-cropped to the scale), ``<setting>/<name>.png`` (LR, one
 folder per setting of the protocol, e.g. per kernel width) and ``params.json`` (protocol, version,
@@ -15,7 +15,7 @@ HR copy per kernel) and ``<out>/<Set>_x<s>/LR_mode0_noise<n>/``, files ``<stem>_
 ``--name`` (default: the HR folder's name, or its parent's when it is called ``HR``). ``TestSetFolder``
 reads such a folder too, including one MANet's own script wrote.
 
-    python scripts/make_testsets.py --hr ${BLINDSR_DATA}/Set5 --protocol manet9 --scale 4 --layout manet --out testsets/manet
+    python scripts/make_testsets.py --hr $BLINDSR_DATA/Set5 --protocol manet9 --scale 4 --layout manet --out testsets/manet
 """
 
 from __future__ import annotations
