@@ -7,8 +7,9 @@ every dataset under ``datasets:`` and writes, per dataset, the SR images and a r
 earlier test's folder is first archived as ``<folder>_archived_<time>``). Datasets without ground
 truth (real LR images) give SR images, timing and the no-reference metrics (NIQE).
 ``val.bicubic_baseline`` adds every metric of bicubic upsampling; ``val.save_comparison`` writes
-LR | SR (| HR) images beside the SR images. A ``TestSetFolder`` entry without ``setting`` stands for
-every setting of its test-set folder (datasets ``<name>_<setting>``), and ``summary.md`` /
+LR | SR (| HR) images beside the SR images. A ``TestSetFolder`` entry stands for the settings of its
+test-set folder that its ``setting`` names (all without one; a name; or a pattern, e.g. ``noise0_*``),
+as datasets ``<name>_<setting>``, and ``summary.md`` /
 ``summary.json`` then tabulate the means as the papers do, cells PSNR / SSIM. ``val.summary_columns``
 chooses the layout: ``settings`` (default; a table per set, row: scale, a column per setting and their
 mean, as DASR's and KDSR's tables) or ``sets`` (one table, CDSR's Table 2: a row per scale and noise
@@ -25,6 +26,7 @@ exit code 3 from the command line, see :mod:`blindsr.cli`).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
             summary.append({**ds_opt['summary'], 'mean': result['mean']})
     if summary and dist_info.is_main:
         table = (summary_by_set if val_opt['summary_columns'] == 'sets' else summary_by_setting)(summary, opt['scale'])
-        text = summary_markdown(table, val_opt['summary_columns'])
+        text = summary_markdown(table, 'scale / noise' if val_opt['summary_columns'] == 'sets' else 'scale')
         (results_root / 'summary.md').write_text(text)
         (results_root / 'summary.json').write_text(json.dumps(table, indent=2))
         logger.info('\n' + text)
@@ -107,16 +109,21 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
 
 
 def expand_testsets(datasets) -> list[dict]:
-    """Every ``TestSetFolder`` without a ``setting`` becomes one dataset per setting of its folder."""
+    """Every ``TestSetFolder`` becomes one dataset ``<name>_<setting>`` per setting of its folder that its
+    ``setting`` names (absent: all; a name, or a pattern such as ``noise0_*``), each in the summary."""
     out = []
     for ds in datasets:
-        if ds['type'] == 'TestSetFolder' and not ds.get('setting'):
-            out += [{**ds, 'setting': s, 'name': f"{ds['name']}_{s}",
-                     'summary': {'set': ds['name'], 'setting': s, 'noise': setting_noise(ds['dataroot'], s),
-                                 'root': ds['dataroot']}}
-                    for s in settings_of(ds['dataroot'], int(ds['scale']))]
-        else:
+        if ds['type'] != 'TestSetFolder':
             out.append(ds)
+            continue
+        available = settings_of(ds['dataroot'], int(ds['scale']))
+        chosen = [s for s in available if fnmatch.fnmatchcase(s, ds.get('setting') or '*')]
+        if not chosen:
+            raise ValueError(f"{ds['dataroot']}: no setting matches {ds['setting']!r}; it holds {', '.join(available)}")
+        out += [{**ds, 'setting': s, 'name': f"{ds['name']}_{s}",
+                 'summary': {'set': ds['name'], 'setting': s, 'noise': setting_noise(ds['dataroot'], s),
+                             'root': ds['dataroot']}}
+                for s in chosen]
     return out
 
 
@@ -147,15 +154,16 @@ def summary_by_set(entries: list[dict], scale: int) -> dict[str, dict[str, dict[
     return {'Table 2': {row: {name: _mean(means) for name, means in sets.items()} for row, sets in groups.items()}}
 
 
-def summary_markdown(table: dict[str, dict[str, dict[str, dict]]], columns: str) -> str:
-    """Markdown of a summary (:func:`summary_by_setting` / :func:`summary_by_set`): PSNR / SSIM cells."""
+def summary_markdown(table: dict[str, dict[str, dict[str, dict]]], corner: str) -> str:
+    """Markdown of a summary (:func:`summary_by_setting` / :func:`summary_by_set`; ``corner``: the rows'
+    heading): PSNR / SSIM cells."""
     parts = []
     for name, rows in table.items():
         header = list(dict.fromkeys(column for cells in rows.values() for column in cells))
         lines = [f"| {row} | " + ' | '.join(_cell(cells.get(column, {})) for column in header) + ' |'
                  for row, cells in rows.items()]
-        parts += [f'## {name} (PSNR / SSIM)', '', f"| {'scale / noise' if columns == 'sets' else 'scale'} | "
-                  + ' | '.join(header) + ' |', '|---' * (len(header) + 1) + '|', *lines, '']
+        parts += [f'## {name} (PSNR / SSIM)', '', f'| {corner} | ' + ' | '.join(header) + ' |',
+                  '|---' * (len(header) + 1) + '|', *lines, '']
     return '\n'.join(parts)
 
 

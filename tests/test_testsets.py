@@ -186,6 +186,13 @@ def test_manet_layout_round_trips_through_the_test_entry_point(tmp_path, photo_d
     assert table['x4 noise 15']['ours']['psnr'] == pytest.approx(sum(by_noise) / 9)
     summary = (tmp_path / 'res' / 'summary.md').read_text()
     assert '| scale / noise | ours | manet |' in summary and '| x4 noise 15 |' in summary
+    chosen = test_entry.expand_testsets([{'type': 'TestSetFolder', 'name': 'o', 'dataroot': str(tmp_path / 'ours'),
+                                          'scale': 4, 'setting': 'noise15_9_*'}])
+    assert [d['name'] for d in chosen] == ['o_noise15_9_1_0.000', 'o_noise15_9_1_0.785', 'o_noise15_9_5_0.000',
+                                           'o_noise15_9_5_0.785', 'o_noise15_9_9_0.000']
+    with pytest.raises(ValueError, match="train_x4: no setting matches 'noise0'; it holds LR_mode0_noise0, LR_mode0_noise15"):
+        test_entry.expand_testsets([{'type': 'TestSetFolder', 'name': 'm', 'dataroot': str(root), 'scale': 4,
+                                     'setting': 'noise0'}])
     with pytest.raises(ValueError, match='train_x4 is a MANet test set for scale 4, the options say 2'):
         test_entry.expand_testsets([{'type': 'TestSetFolder', 'name': 'm', 'dataroot': str(root), 'scale': 2}])
     with pytest.raises(ValueError, match="--layout manet is MANet's layout of the manet9 protocol, not of 'bicubic'"):

@@ -139,8 +139,9 @@ class TestSetFolder(PairedFolderDataset):
       ``LR_mode0_noise<n>/``, each LR file paired with the ``HR_si`` file of the same name. Spatially
       variant folders (``HR_sv``, ``LR_mode1..5_noise<n>``) are not read.
 
-    Without ``setting``, ``python -m blindsr.test`` evaluates every setting of the folder
-    (:func:`settings_of`) and writes a summary table (``val.summary_columns``).
+    For ``python -m blindsr.test``, ``setting`` may be absent (every setting of the folder,
+    :func:`settings_of`) or a pattern (``noise0_*``): each setting named is evaluated and the means go into
+    a summary table (``val.summary_columns``).
     """
 
     option_keys = {'dataroot': Value(str, REQUIRED), 'setting': Value(str, None)}
