@@ -54,9 +54,10 @@ _MOD_CROP = 12  # the largest mod-crop seen in distributed copies (x2, x3, x4 at
 
 @dataclass(frozen=True, eq=False)
 class Source:
-    """One set's HR images inside archives: member paths matching ``pattern`` (POSIX, in any folder)."""
+    """One set's HR images inside archives: member paths matching one of ``patterns`` (regular expressions
+    on POSIX paths); images of one set from two distributions at once are a count error, not a mix."""
     name: str
-    pattern: str
+    patterns: tuple[str, ...]
     folder: str
     count: int
     sizes: dict[str, tuple[int, int]] | tuple[tuple[int, int], ...] | None = None  # by stem, or any of
@@ -67,20 +68,20 @@ def _bench(*names: str) -> str:
 
 
 SOURCES = [
-    Source('Set5', _bench('Set5'), 'Set5', 5, {
+    Source('Set5', (_bench('Set5'), ), 'Set5', 5, {
         'baby': (512, 512), 'bird': (288, 288), 'butterfly': (256, 256), 'head': (280, 280), 'woman': (344, 228)}),
-    Source('Set14', _bench('Set14'), 'Set14', 14, {
+    Source('Set14', (_bench('Set14'), ), 'Set14', 14, {
         'baboon': (480, 500), 'barbara': (576, 720), 'bridge': (512, 512), 'coastguard': (288, 352),
         'comic': (361, 250), 'face': (276, 276), 'flowers': (362, 500), 'foreman': (288, 352), 'lenna': (512, 512),
         'man': (512, 512), 'monarch': (512, 768), 'pepper': (512, 512), 'ppt3': (656, 529), 'zebra': (391, 586)}),
-    Source('BSD100', _bench('BSD100', 'B100', 'BSDS100'), 'BSD100', 100, _BSD_SIZES),
-    Source('BSD100 (BSDS500 val)', r'(?:^|/)BSDS500/data/images/val/[^/]+$', 'BSD100', 100, _BSD_SIZES),
-    Source('BSDS500_train', r'(?:^|/)BSDS500/data/images/train/[^/]+$', 'BSDS500_train', 200, _BSD_SIZES),
-    Source('Urban100', _bench('Urban100'), 'Urban100', 100),
-    Source('Manga109', _bench('Manga109'), 'Manga109', 109),
-    Source('DIV2K train', r'(?:^|/)DIV2K_train_HR/[^/]+$', 'DF2K/HR', 800),
-    Source('Flickr2K', r'(?:^|/)Flickr2K_HR/[^/]+$', 'DF2K/HR', 2650),
-    Source('DIV2K valid', r'(?:^|/)DIV2K_valid_HR/[^/]+$', 'DIV2K_valid', 100),
+    Source('BSD100', (_bench('BSD100', 'B100', 'BSDS100'), r'(?:^|/)BSDS500/data/images/val/[^/]+$'), 'BSD100', 100,
+           _BSD_SIZES),
+    Source('BSDS500_train', (r'(?:^|/)BSDS500/data/images/train/[^/]+$', ), 'BSDS500_train', 200, _BSD_SIZES),
+    Source('Urban100', (_bench('Urban100'), ), 'Urban100', 100),
+    Source('Manga109', (_bench('Manga109'), ), 'Manga109', 109),
+    Source('DIV2K train', (r'(?:^|/)DIV2K_train_HR/[^/]+$', ), 'DF2K/HR', 800),
+    Source('Flickr2K', (r'(?:^|/)Flickr2K_HR/[^/]+$', ), 'DF2K/HR', 2650),
+    Source('DIV2K valid', (r'(?:^|/)DIV2K_valid_HR/[^/]+$', ), 'DIV2K_valid', 100),
 ]
 
 
@@ -139,7 +140,7 @@ def find_sources(archives: list[Path]) -> dict[Source, list[Member]]:
             raise FileNotFoundError(f'Archive {archive} does not exist.')
         members = list_members(archive)
         for source in SOURCES:
-            matched = [m for m in members if re.search(source.pattern, m.name)]
+            matched = [m for m in members if any(re.search(p, m.name) for p in source.patterns)]
             if matched:
                 found.setdefault(source, []).extend(matched)
     for source, members in found.items():

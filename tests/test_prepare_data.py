@@ -58,7 +58,7 @@ def test_benchmark_sets_from_zip_and_tar(tmp_path):
     report = script.prepare([bench, set14, bsds], root)
     assert report == [f'Set5: 5 images in {root / "Set5"} (0 already there)',
                       f'Set14: 14 images in {root / "Set14"} (0 already there)',
-                      f'BSD100 (BSDS500 val): 100 images in {root / "BSD100"} (0 already there)']
+                      f'BSD100: 100 images in {root / "BSD100"} (0 already there)']
     for name in ('Set5', 'Set14', 'BSD100'):
         assert {p.name: p.read_bytes() for p in (root / name).iterdir()} == {
             p.name: p.read_bytes() for p in (DATA / name).iterdir()}, name
@@ -82,6 +82,10 @@ def test_counts_and_sizes_are_checked(tmp_path, monkeypatch):
     resized = write_zip(tmp_path / 'resized.zip', {**files, 'Set5/baby.png': png(baby[:256, :256])})
     with pytest.raises(ValueError, match=r"Set5 in .*: baby is 256x256, Set5's is 512x512"):
         script.prepare([resized], tmp_path / 'b')
+    bsd = write_zip(tmp_path / 'B100.zip', folder_files(DATA / 'BSD100', 'B100/HR/'))
+    bsds = write_tar(tmp_path / 'bsds.tar', folder_files(DATA / 'BSD100', 'BSR/BSDS500/data/images/val/'))
+    with pytest.raises(ValueError, match=r'BSD100: 101085.png, .* found twice in B100.zip, bsds.tar; give one copy'):
+        script.prepare([bsd, bsds], tmp_path / 'd')  # one set from two distributions is not mixed
     with pytest.raises(ValueError, match='not a zip or tar archive'):
         script.prepare([DATA / 'Set5' / 'baby.png'], tmp_path / 'c')
     monkeypatch.delenv('BLINDSR_DATA')
