@@ -18,6 +18,8 @@ from PIL import Image
 
 from basicsr.utils import scandir  # blindsr/__init__.py has applied the compat shim by now
 
+from blindsr.data_root import missing_hint
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
@@ -94,7 +96,7 @@ def list_images(folder: str | Path, prepared_by: str | None = None) -> list[Path
     folder = Path(folder)
     if not folder.is_dir():
         how = f'; make it with: {prepared_by}' if prepared_by else '.'
-        raise FileNotFoundError(f'Image folder {folder} does not exist{how}')
+        raise FileNotFoundError(f'Image folder {folder} does not exist{missing_hint(folder)}{how}')
     paths = sorted(Path(p) for p in scandir(str(folder), full_path=True)
                    if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
