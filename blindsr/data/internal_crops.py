@@ -84,8 +84,8 @@ def gradient_map(image: np.ndarray) -> np.ndarray:
     """KernelGAN's gradient 'loss map' of an (H, W, 3) image: float64 (H, W) with mean 1."""
     gray = np.dot(image, [0.299, 0.587, 0.114])
     g0, g1 = np.gradient(gray)
-    parts = [np.abs(g0), np.abs(g1), np.sqrt(g0 ** 2 + g1 ** 2)]
-    parts = [_clip_extreme(_zero_border(p, GRADIENT_WINDOW), CLIP_PERCENT) for p in parts]
+    parts = [_clip_extreme(_zero_border(np.abs(g), GRADIENT_WINDOW), CLIP_PERCENT) for g in (g0, g1)]
+    parts.append(_zero_border(np.sqrt(g0 ** 2 + g1 ** 2), GRADIENT_WINDOW))  # not clipped (see module doc)
     combined = sum(p / p.sum() for p in parts)
     blurred = _box_sum(combined, GRADIENT_WINDOW) / GRADIENT_WINDOW ** 2
     return blurred / blurred.mean()
@@ -117,9 +117,9 @@ class InternalCrops:
 
     Batch ``i`` is a dict of float32 (B, 3, h, w) tensors in [0, 1]: ``hr`` (crop_size), ``lr``
     (crop_size / scale), ``hr_bicubic`` (crop_size / scale) and ``lr_up`` (crop_size).
-    Attributes: ``image`` (the shaved, cropped uint8 image sampled from), ``hr_top_left`` and
-    ``lr_top_left`` ((num_iters * batch_size, 2) int64 row/column), ``hflip`` and ``transpose``
-    ((num_iters * batch_size,) bool).
+    Attributes, one entry per sample (num_iters * batch_size): ``hr_centres`` and ``lr_centres`` (int64
+    flat indices ``row * W + col`` into ``image``, the shaved uint8 image sampled from),
+    ``hr_top_left`` and ``lr_top_left`` ((n, 2) int64 row, column), ``hflip`` and ``transpose`` (bool).
     """
 
     def __init__(self, image: np.ndarray, scale: int, crop_size: int = 128, batch_size: int = 16,
@@ -151,10 +151,10 @@ class InternalCrops:
         n = num_iters * batch_size
         prob_g, prob_d = self._probability_maps()
         rng = np.random.RandomState(seed)
-        centres_g = rng.choice(prob_g.size, size=n, p=prob_g)
-        centres_d = rng.choice(prob_d.size, size=n, p=prob_d)
-        self.hr_top_left = self._top_left(centres_g, crop_size)
-        self.lr_top_left = self._top_left(centres_d, self.lr_size)
+        self.hr_centres = rng.choice(prob_g.size, size=n, p=prob_g)
+        self.lr_centres = rng.choice(prob_d.size, size=n, p=prob_d)
+        self.hr_top_left = self._top_left(self.hr_centres, crop_size)
+        self.lr_top_left = self._top_left(self.lr_centres, self.lr_size)
         flips = random.Random(seed)
         draws = np.array([flips.random() for _ in range(2 * n)]).reshape(n, 2) > 0.5
         self.hflip, self.transpose = draws[:, 0], draws[:, 1]
@@ -183,22 +183,20 @@ class InternalCrops:
         lr = self._crops(self.lr_top_left[sel], self.lr_size)
         arrays = {'hr': hr, 'lr': lr, 'hr_bicubic': _pil_bicubic(hr, self.lr_size),
                   'lr_up': _pil_bicubic(lr, self.crop_size)}
-        hflip = self.hflip[sel][:, None, None, None]
-        transpose = self.transpose[sel][:, None, None, None]
+        hflip, transpose = torch.from_numpy(self.hflip[sel]), torch.from_numpy(self.transpose[sel])
         out = {}
-        for key, x in arrays.items():  # (B, h, w, 3): flip the width, then swap height and width
-            x = np.where(hflip, x[:, :, ::-1], x)
-            x = np.where(transpose, x.transpose(0, 2, 1, 3), x)
-            out[key] = torch.from_numpy((x.transpose(0, 3, 1, 2) / 255.0).astype(np.float32))
+        for key, x in arrays.items():
+            x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+            x[hflip] = x[hflip].flip(-1)  # flip the width, then swap height and width
+            x[transpose] = x[transpose].transpose(-1, -2)
+            # float32 k / 255 equals the authors' float32(float64 k / 255) for all 256 levels
+            out[key] = x.float().div_(255)
         return out
+
+    def _crops(self, top_left: np.ndarray, size: int) -> np.ndarray:
+        """(B, size, size, 3) uint8 crops at the given top-left corners."""
+        return np.stack([self.image[top:top + size, left:left + size] for top, left in top_left])
 
     def __iter__(self):
         for i in range(self.num_iters):
             yield self[i]
-
-    def _crops(self, top_left: np.ndarray, size: int) -> np.ndarray:
-        """(B, size, size, 3) uint8 crops at the given top-left corners."""
-        offsets = np.arange(size)
-        rows = top_left[:, 0, None, None] + offsets[:, None]
-        cols = top_left[:, 1, None, None] + offsets[None, :]
-        return self.image[rows, cols]
