@@ -13,7 +13,10 @@ reproduces its sampler:
   normalised to sum 1, summed, box-blurred 5x5 (zero padding) and normalised to mean 1. The
   map for the ``hr`` crops ('G' crops) is made on the MATLAB-bicubic 1/scale downscaled image
   (:func:`blindsr.degradations.resize.imresize`) and nearest-upsampled back (through float32, as PIL's
-  mode 'F' does in the authors' code); the map for the ``lr`` crops on the image itself. Each map is
+  mode 'F' does in the authors' code); the map for the ``lr`` crops on the image itself. (The authors'
+  KernelGAN ``imresize`` drops, rather than mirrors, the taps beyond the top/left border, since numpy
+  wraps the negative indices it casts to uint; that changes only the first two rows/columns of the small
+  image, which the map's zeroed 5 px border hides, so the maps are the same.) Each map is
   box-summed over a (crop/2)^2 window (scipy ``convolve2d(..., 'same')`` alignment), zeroed within
   crop/2 of the border and normalised to a probability vector (uniform if it is all zero);
 - ``num_iters * batch_size`` crop centres per map, drawn at construction by
@@ -165,7 +168,9 @@ class InternalCrops:
 
     def _probability_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """Centre probabilities for the ``hr`` crops (map of the downscaled image) and the ``lr`` crops."""
-        small = imresize(torch.from_numpy(self.image).permute(2, 0, 1)[None].double(), scale=1 / self.scale)
+        rows, cols = self.image.shape[:2]
+        small = imresize(torch.from_numpy(self.image).permute(2, 0, 1)[None].double(),
+                         size=(rows // self.scale, cols // self.scale))
         small_map = gradient_map(small[0].permute(1, 2, 0).numpy()).astype(np.float32)
         up = small_map.repeat(self.scale, 0).repeat(self.scale, 1).astype(np.float64)
         return probability_map(up, self.crop_size), probability_map(gradient_map(self.image), self.lr_size)
