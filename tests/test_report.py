@@ -1,0 +1,122 @@
+"""The benchmark (scripts/benchmark.py) on a two-image set with two tiny models: the markdown and CSV
+tables, the plots, the crops and the HTML page; the cache; and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from blindsr.data.image_io import read_image
+from blindsr.registry import ARCH_REGISTRY
+from blindsr.report import runner
+from tests.conftest import write_photos
+
+REPO = Path(__file__).resolve().parents[1]
+NETS = {'bsrnet': ('BlindSRModel', {'type': 'BSRNet', 'scale': 2, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}),
+        'dasr': ('DASRModel', {'type': 'DASR', 'scale': 2, 'num_feat': 8, 'num_group': 1, 'num_block': 1,
+                               'enc_feat': 8})}
+PROTOCOLS = {'dasr_iso': ['sig0.0', 'sig0.6', 'sig1.2', 'sig1.8'],
+             'dasr_aniso_noise': [f'l{k}_t{t}_n{n}' for k, t in (('0.2_4', 0), ('3.5_1.5', 30)) for n in (0, 5, 10)]}
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_method(folder: Path, name: str, seed: int) -> Path:
+    """A test recipe of a tiny net with seeded random weights beside it."""
+    model_type, net = NETS[name]
+    torch.manual_seed(seed)
+    torch.save(ARCH_REGISTRY.get(net['type'])(**{k: v for k, v in net.items() if k != 'type'}).state_dict(),
+               folder / f'{name}_{seed}.pth')
+    recipe = folder / f'{name}.yml'
+    recipe.write_text(yaml.safe_dump({'name': f'tiny_{name}', 'model_type': model_type, 'scale': 2, 'network_g': net,
+                                      'path': {'pretrain_network_g': str(folder / f'{name}_{seed}.pth')}}))
+    return recipe
+
+
+@pytest.fixture(scope='module')
+def bench(tmp_path_factory):
+    """One benchmark run (2 methods x 2 protocols x 1 set + 1 LR-only set), its arguments and folder."""
+    root = tmp_path_factory.mktemp('bench')
+    hr = write_photos(root / 'hr', ['astronaut', 'chelsea'], size=48)
+    for protocol in PROTOCOLS:
+        load_script('make_testsets').make_testset(hr, protocol, 2, root / 'testsets' / f'Tiny_{protocol}_x2')
+    lr_only = write_photos(root / 'real', ['coffee', 'rocket'], size=128)
+    methods = [str(write_method(root, 'bsrnet', 1)), f"dasr={write_method(root, 'dasr', 2)}"]
+    args = ['--methods', *methods, '--protocols', *PROTOCOLS, '--sets', 'Tiny', '--lr-sets', f'Real={lr_only}',
+            '--scale', '2', '--testsets', str(root / 'testsets'), '--out', str(root / 'report'), '--lpips-weights',
+            'random', '--device', 'cpu', '--crop-size', '32']
+    script = load_script('benchmark')
+    with pytest.MonkeyPatch.context() as patch:  # the zoo's hook: one cell has the authors' numbers
+        patch.setattr(runner, 'reported_numbers', lambda m, s, p, setting, scale: {'psnr': 30.5, 'ssim': 0.9}
+                      if (m, p, setting) == ('tiny_bsrnet', 'dasr_iso', 'sig1.2') else {})
+        first = script.main(args)
+    return {'script': script, 'args': args, 'root': root, 'first': first}
+
+
+def test_benchmark_writes_tables_plots_and_page(bench):
+    out, first = bench['root'] / 'report', bench['first']
+    assert (first['benchmark'].computed, first['benchmark'].cached) == (6, 0)
+    rows = list(csv.DictReader((out / 'benchmark.csv').read_text().splitlines()))
+    assert len(rows) == 2 * (4 + 6) + 2 * 1
+    cells = {(r['method'], r['protocol'], r['setting']): r for r in rows}
+    assert set(cells) == {(m, p, s) for m in ('tiny_bsrnet', 'dasr') for p, ss in PROTOCOLS.items() for s in ss} | {
+        (m, 'real', 'real') for m in ('tiny_bsrnet', 'dasr')}
+    # each number is the test entry point's mean over the two images of that setting
+    row = cells[('dasr', 'dasr_iso', 'sig1.2')]
+    result_dirs = {(r['method'], r['protocol'], r['setting']): r['results_dir'] for r in first['benchmark'].rows}
+    saved = json.loads((Path(result_dirs[('dasr', 'dasr_iso', 'sig1.2')]) / 'results.json').read_text())
+    assert [i['name'] for i in saved['images']] == ['astronaut', 'chelsea']
+    for key in ('psnr', 'ssim', 'lpips'):
+        assert float(row[key]) == pytest.approx(saved['mean'][key]) and key in saved['images'][0]
+    assert float(row['ms_per_image']) == pytest.approx(1000 * saved['mean']['time_s'])
+    assert row['device'] == 'cpu' and row['images'] == '2' and float(row['sigma_x']) == 1.2
+    assert int(cells[('tiny_bsrnet', 'dasr_iso', 'sig0.0')]['params']) == sum(
+        p.numel() for p in ARCH_REGISTRY.get('BSRNet')(2, num_feat=8, num_block=1, num_grow_ch=4).parameters())
+    real = cells[('dasr', 'real', 'real')]
+    assert float(real['niqe']) > 0 and real['psnr'] == ''
+    assert cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]['reported_psnr'] == '30.5'
+    markdown = (out / 'benchmark.md').read_text()
+    assert '## Tiny, dasr_iso, x2: PSNR / SSIM / LPIPS on Y' in markdown and '## Real, real, x2: NIQE' in markdown
+    assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | params | ms / image | device |' in markdown
+    bsrnet = cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]
+    assert f"{float(bsrnet['psnr']):.2f} / {float(bsrnet['ssim']):.4f} / {float(bsrnet['lpips']):.4f} (30.50 / 0.9000)" \
+        in markdown
+    # plots: PSNR vs width (dasr_iso's noise-free widths), vs noise (dasr_aniso_noise's levels); crops per protocol
+    assert sorted(p.name for p in first['plots']) == ['psnr_vs_noise_x2.png', 'psnr_vs_width_x2.png']
+    assert sorted(p.name for p in first['crops']) == ['Tiny_dasr_aniso_noise_x2_l3.5_1.5_t30_n0_astronaut.png',
+                                                     'Tiny_dasr_iso_x2_sig1.2_astronaut.png']
+    for png in first['plots'] + first['crops']:
+        img = read_image(png)
+        assert img.shape[0] > 100 and img.std() > 0.05, png
+    crop_dir = out / 'crops' / 'Tiny_dasr_iso_x2_sig1.2_astronaut'
+    assert sorted(p.name for p in crop_dir.iterdir()) == ['dasr.png', 'hr.png', 'lr.png', 'tiny_bsrnet.png']
+    assert {read_image(p).shape for p in crop_dir.iterdir()} == {(32, 32, 3)}
+    page = (out / 'index.html').read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 2 + 2 * (3 + 2 + 1) and all((out / s).is_file() and not s.startswith('/') for s in sources)
+    assert page.count('<table class="results">') == 3 and page.count('type="range"') == 4
+
+
+def test_cache_skips_what_did_not_change(bench):
+    again = bench['script'].main(bench['args'])
+    assert (again['benchmark'].computed, again['benchmark'].cached) == (0, 6)
+    def unreported(rows):
+        return [{k: v for k, v in r.items() if not k.startswith('reported_')} for r in rows]
+    assert unreported(again['benchmark'].rows) == unreported(bench['first']['benchmark'].rows)
+    write_method(bench['root'], 'bsrnet', 3)  # new weights for one method: only its three jobs run again
+    third = bench['script'].main(bench['args'])
+    assert (third['benchmark'].computed, third['benchmark'].cached) == (3, 3)
