@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -92,9 +95,10 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     markdown = (out / 'benchmark.md').read_text()
     assert '## Tiny, dasr_iso, x2: PSNR / SSIM / LPIPS on Y' in markdown and '## Real, real, x2: NIQE' in markdown
     assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | params | ms / image | device |' in markdown
+    assert '| l0.2_4_t0_n0 | l0.2_4_t0_n5 | l0.2_4_t0_n10 | l3.5_1.5_t30_n0 |' in markdown  # numbers in order
     bsrnet = cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]
-    assert f"{float(bsrnet['psnr']):.2f} / {float(bsrnet['ssim']):.4f} / {float(bsrnet['lpips']):.4f} (30.50 / 0.9000)" \
-        in markdown
+    numbers = ' / '.join(f'{float(bsrnet[k]):.{d}f}' for k, d in (('psnr', 2), ('ssim', 4), ('lpips', 4)))
+    assert f'| {numbers} (30.50 / 0.9000) |' in markdown
     # plots: PSNR vs width (dasr_iso's noise-free widths), vs noise (dasr_aniso_noise's levels); crops per protocol
     assert sorted(p.name for p in first['plots']) == ['psnr_vs_noise_x2.png', 'psnr_vs_width_x2.png']
     assert sorted(p.name for p in first['crops']) == ['Tiny_dasr_aniso_noise_x2_l3.5_1.5_t30_n0_astronaut.png',
@@ -120,3 +124,46 @@ def test_cache_skips_what_did_not_change(bench):
     write_method(bench['root'], 'bsrnet', 3)  # new weights for one method: only its three jobs run again
     third = bench['script'].main(bench['args'])
     assert (third['benchmark'].computed, third['benchmark'].cached) == (3, 3)
+
+
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--hide-scrollbars', '--virtual-time-budget=5000']
+
+
+def chromium(page: Path, profile: Path, *args: str) -> str:
+    """Run headless Chromium on ``page``; its stdout. Missing Chromium fails in CI (``make install`` installs
+    it) and skips elsewhere."""
+    binary = shutil.which('chromium') or shutil.which('chromium-browser')
+    if binary is None:
+        message = 'headless Chromium not found: `make install` installs it (apt-get install -y chromium)'
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
+    done = subprocess.run([binary, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args, page.as_uri()],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f'chromium failed ({done.returncode}): {done.stderr[-2000:]}'
+    return done.stdout
+
+
+def test_page_renders_in_headless_chromium(bench, tmp_path):
+    """A screenshot of the page shows something, every image loads, and the tables are there; an image that
+    is gone is caught."""
+    out = tmp_path / 'report'
+    shutil.copytree(bench['root'] / 'report', out, ignore=shutil.ignore_patterns('cache'))
+    page = out / 'index.html'
+    shot = tmp_path / 'page.png'
+    chromium(page, tmp_path / 'profile', '--window-size=1280,2000', f'--screenshot={shot}')
+    pixels = read_image(shot)
+    assert pixels.shape == (2000, 1280, 3) and pixels.std() > 0.1
+    dom = chromium(page, tmp_path / 'profile', '--dump-dom')
+    images = re.findall(r'<img [^>]*>', dom)
+    assert len(images) == 14 and all('data-loaded="yes"' in img for img in images)
+    assert 'data-images-checked="14"' in dom and re.search(r'<p id="image-status"></p>', dom)
+    assert len(re.findall(r'<table class="results">', dom)) == 3 and dom.count('<td>dasr</td>') == 3
+    assert re.search(r'<th>sig0\.0</th><th>sig0\.6</th><th>sig1\.2</th><th>sig1\.8</th>', dom)
+    (out / 'plots' / 'psnr_vs_width_x2.png').unlink()
+    dom = chromium(page, tmp_path / 'profile', '--dump-dom')
+    broken = [img for img in re.findall(r'<img [^>]*>', dom) if 'data-loaded="no"' in img]
+    assert len(broken) == 1 and 'psnr_vs_width_x2.png' in broken[0]
+    assert '<p id="image-status">1 of 14 images did not load</p>' in dom

@@ -16,12 +16,12 @@ from blindsr.report.tables import groups, table_grid, title, write_csv, write_ma
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
-th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 .plots img { max-width: 100%; margin: 0.5em 0; }
 .sliders { display: flex; flex-wrap: wrap; gap: 1em; }
 .slider { position: relative; display: inline-block; }
-.slider img { display: block; width: 288px; image-rendering: pixelated; }
+.slider img, img.hr { display: block; width: 288px; image-rendering: pixelated; }
 .slider img.after { position: absolute; top: 0; left: 0; clip-path: inset(0 0 0 var(--pos, 50%)); }
 .slider input { width: 100%; }
 figure { margin: 0; }
@@ -81,7 +81,8 @@ def write_page(rows: list[dict], out_dir: Path, plots: list[Path], comparisons: 
                          f'{_img(sr, out_dir, label, "after")}<input type="range" min="0" max="100" value="50" '
                          f'aria-label="{escape(label)}: LR left, SR right"></div>'
                          f'<figcaption>LR | {escape(label)}</figcaption></figure>')
-        parts += [f'<figure>{_img(comparison["hr"], out_dir, "HR")}<figcaption>HR</figcaption></figure>', '</div>',
+        hr = _img(comparison['hr'], out_dir, 'HR', 'hr')
+        parts += [f'<figure>{hr}<figcaption>HR</figcaption></figure>', '</div>',
                   f'<p>{_img(comparison["figure"], out_dir, comparison["title"])}</p>']
     page = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>blindsr benchmark</title>'
             f'<style>{STYLE}</style></head>\n<body>\n' + '\n'.join(parts) + f'\n<script>{SCRIPT}</script>\n'
@@ -97,6 +98,6 @@ def write_report(rows: list[dict], out_dir: Path, crop_size: int = 96) -> dict[s
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_psnr_vs_width(rows, out_dir / 'plots') + plot_psnr_vs_noise(rows, out_dir / 'plots')
     comparisons = write_crops(rows, out_dir / 'crops', crop_size)
-    return {'markdown': write_markdown(rows, out_dir / 'benchmark.md'), 'csv': write_csv(rows, out_dir / 'benchmark.csv'),
-            'plots': plots, 'crops': [c['figure'] for c in comparisons],
+    return {'markdown': write_markdown(rows, out_dir / 'benchmark.md'),
+            'csv': write_csv(rows, out_dir / 'benchmark.csv'), 'plots': plots, 'crops': [c['figure'] for c in comparisons],
             'html': write_page(rows, out_dir, plots, comparisons)}
