@@ -136,7 +136,7 @@ def chromium(page: Path, profile: Path, *args: str) -> str:
     it) and skips elsewhere."""
     binary = shutil.which('chromium') or shutil.which('chromium-browser')
     if binary is None:
-        message = 'headless Chromium not found: `make install` installs it (apt-get install -y chromium)'
+        message = "headless Chromium not found: `make test` installs it (Debian: apt-get install -y chromium)"
         if os.environ.get('CI'):
             pytest.fail(message)
         pytest.skip(message)
