@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--lpips-weights', help="torchvision's ImageNet file of the LPIPS backbone (LPIPS is left "
                                                 'out without it; "random": tests only)')
     parser.add_argument('--lpips-net', default='alex', choices=('alex', 'vgg'))
+    parser.add_argument('--bicubic', action='store_true', help='add a row of bicubic upsampling per table')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--crop-size', type=int, default=96, help='HR pixels of the crops')
     args = parser.parse_args(argv)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     lpips = {'net': args.lpips_net, 'backbone_weights': args.lpips_weights} if args.lpips_weights else None
     bench = run_benchmark(methods, args.sets, args.protocols, Path(args.testsets), Path(args.cache or out / 'cache'),
-                          args.scale, [parse_lr_set(s) for s in args.lr_sets], lpips, args.device)
+                          args.scale, [parse_lr_set(s) for s in args.lr_sets], lpips, args.device, args.bicubic)
     written = write_report(bench.rows, out, args.crop_size)
     print(f"{written['markdown']}, {written['csv']}, {len(written['plots'])} plots, {len(written['crops'])} crops; "
           f"open {written['html']}")

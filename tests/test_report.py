@@ -61,7 +61,7 @@ def bench(tmp_path_factory):
     methods = [str(write_method(root, 'bsrnet', 1)), f"dasr={write_method(root, 'dasr', 2)}"]
     args = ['--methods', *methods, '--protocols', *PROTOCOLS, '--sets', 'Tiny', '--lr-sets', f'Real={lr_only}',
             '--scale', '2', '--testsets', str(root / 'testsets'), '--out', str(root / 'report'), '--lpips-weights',
-            'random', '--device', 'cpu', '--crop-size', '32']
+            'random', '--device', 'cpu', '--crop-size', '32', '--bicubic']
     script = load_script('benchmark')
     with pytest.MonkeyPatch.context() as patch:  # the zoo's hook: one cell has the authors' numbers
         patch.setattr(runner, 'reported_numbers', lambda m, s, p, setting, scale: {'psnr': 30.5, 'ssim': 0.9}
@@ -74,10 +74,11 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     out, first = bench['root'] / 'report', bench['first']
     assert (first['benchmark'].computed, first['benchmark'].cached) == (6, 0)
     rows = list(csv.DictReader((out / 'benchmark.csv').read_text().splitlines()))
-    assert len(rows) == 2 * (4 + 6) + 2 * 1
+    assert len(rows) == 3 * (4 + 6) + 3 * 1  # two methods and bicubic
     cells = {(r['method'], r['protocol'], r['setting']): r for r in rows}
-    assert set(cells) == {(m, p, s) for m in ('tiny_bsrnet', 'dasr') for p, ss in PROTOCOLS.items() for s in ss} | {
-        (m, 'real', 'real') for m in ('tiny_bsrnet', 'dasr')}
+    methods = ('bicubic', 'tiny_bsrnet', 'dasr')
+    assert set(cells) == {(m, p, s) for m in methods for p, ss in PROTOCOLS.items() for s in ss} | {
+        (m, 'real', 'real') for m in methods}
     # each number is the test entry point's mean over the two images of that setting
     row = cells[('dasr', 'dasr_iso', 'sig1.2')]
     result_dirs = {(r['method'], r['protocol'], r['setting']): r['results_dir'] for r in first['benchmark'].rows}
@@ -86,6 +87,8 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     for key in ('psnr', 'ssim', 'lpips'):
         assert float(row[key]) == pytest.approx(saved['mean'][key]) and key in saved['images'][0]
     assert float(row['ms_per_image']) == pytest.approx(1000 * saved['mean']['time_s'])
+    for key in ('psnr', 'ssim', 'lpips'):
+        assert float(cells[('bicubic', 'dasr_iso', 'sig1.2')][key]) == pytest.approx(saved['mean'][f'bicubic_{key}'])
     assert row['device'] == 'cpu' and row['images'] == '2' and float(row['sigma_x']) == 1.2
     assert int(cells[('tiny_bsrnet', 'dasr_iso', 'sig0.0')]['params']) == sum(
         p.numel() for p in ARCH_REGISTRY.get('BSRNet')(2, num_feat=8, num_block=1, num_grow_ch=4).parameters())
@@ -94,7 +97,8 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     assert cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]['reported_psnr'] == '30.5'
     markdown = (out / 'benchmark.md').read_text()
     assert '## Tiny, dasr_iso, x2: PSNR / SSIM / LPIPS on Y' in markdown and '## Real, real, x2: NIQE' in markdown
-    assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | params | ms / image | device |' in markdown
+    assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | params | ms / image | device |\n|---|---|---|---|---|---|---|---|\n' \
+        '| bicubic |' in markdown
     assert '| l0.2_4_t0_n0 | l0.2_4_t0_n5 | l0.2_4_t0_n10 | l3.5_1.5_t30_n0 |' in markdown  # numbers in order
     bsrnet = cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]
     numbers = ' / '.join(f'{float(bsrnet[k]):.{d}f}' for k, d in (('psnr', 2), ('ssim', 4), ('lpips', 4)))
@@ -160,7 +164,7 @@ def test_page_renders_in_headless_chromium(bench, tmp_path):
     images = re.findall(r'<img [^>]*>', dom)
     assert len(images) == 14 and all('data-loaded="yes"' in img for img in images)
     assert 'data-images-checked="14"' in dom and re.search(r'<p id="image-status"></p>', dom)
-    assert len(re.findall(r'<table class="results">', dom)) == 3 and dom.count('<td>dasr</td>') == 3
+    assert len(re.findall(r'<table class="results">', dom)) == 3 and dom.count('<td>bicubic</td>') == 3
     assert re.search(r'<th>sig0\.0</th><th>sig0\.6</th><th>sig1\.2</th><th>sig1\.8</th>', dom)
     (out / 'plots' / 'psnr_vs_width_x2.png').unlink()
     dom = chromium(page, tmp_path / 'profile', '--dump-dom')

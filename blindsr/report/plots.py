@@ -111,7 +111,7 @@ def write_crops(rows: list[dict], out_dir: Path, size: int = 96) -> list[dict]:
                                                         left // scale:(left + crop) // scale]
         panels = [('HR', 'hr.png', hr[top:top + crop, left:left + crop]),
                   (f'LR ({setting})', 'lr.png', lr.repeat(scale, 0).repeat(scale, 1))]
-        for row in (r for r in group if r['setting'] == setting):
+        for row in (r for r in group if r['setting'] == setting and r['results_dir']):
             sr = read_image(Path(row['results_dir']) / hr_file.name)[top:top + crop, left:left + crop]
             psnr = _image_psnr(row['results_dir'], hr_file.stem)
             panels.append((row['method'] + (f' {psnr:.2f} dB' if psnr is not None else ''),

@@ -37,6 +37,7 @@ from blindsr.test import run_tests
 # options that do not change a method's output (or are replaced for each job)
 NOT_IN_KEY = ('name', 'path', 'datasets', 'val', 'dist', 'device', 'num_gpu', 'is_train', 'manual_seed')
 LR_ONLY = 'real'  # the protocol column of an LR-only set
+BICUBIC = 'bicubic_'  # the test entry point's prefix of the bicubic baseline's metrics
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,11 @@ def _setting_params(job: Job) -> dict[str, dict]:
     return {s: {k: p[k] for k in ('sigma_x', 'sigma_y', 'noise') if k in p} for s, p in first.items()}
 
 
-def _compute(job: Job, metrics: dict, entry: Path, device_opt: str) -> dict:
+def _compute(job: Job, metrics: dict, entry: Path, device_opt: str, bicubic: bool) -> dict:
     """Evaluate one job with :func:`blindsr.test.run_tests`; its SR images go to ``entry/results``."""
     opt = job.method.options([f'datasets={json.dumps(_datasets(job))}', f'path.results_root={entry / "results"}',
-                              'val.save_img=true', f'val.metrics={json.dumps(metrics)}', f'device={device_opt}'])
+                              'val.save_img=true', f'val.metrics={json.dumps(metrics)}', f'device={device_opt}',
+                              f'val.bicubic_baseline={str(bicubic).lower()}'])
     dist_info, device = dist.init_dist(opt['device'], opt['dist']['backend'], opt['dist']['timeout_minutes'])
     try:
         results = run_tests(opt, dist_info, device)
@@ -177,10 +179,13 @@ def _compute(job: Job, metrics: dict, entry: Path, device_opt: str) -> dict:
 
 def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[str], testsets_root: Path,
                   cache: Path, scales: list[int] | None = None, lr_sets: list[tuple[str, Path]] = (),
-                  lpips: dict | None = None, device: str = 'auto', progress: bool = True) -> Benchmark:
+                  lpips: dict | None = None, device: str = 'auto', bicubic: bool = False,
+                  progress: bool = True) -> Benchmark:
     """Every method at its scale (those in ``scales``, when given) on every set x protocol and LR-only set.
 
     ``lpips``: the arguments of ``calculate_lpips`` (``net``, ``backbone_weights``) or None for no LPIPS.
+    ``bicubic``: add a ``bicubic`` row per set, protocol and scale (MATLAB-bicubic upsampling of the LR images,
+    from the test entry point's ``val.bicubic_baseline``).
     """
     logger = logging.getLogger(LOGGER_NAME)
     chosen = [m for m in methods if scales is None or m.scale in scales]
@@ -201,7 +206,7 @@ def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[st
         recipe = {k: v for k, v in m.options([]).items() if k not in NOT_IN_KEY}
         key_parts = {'method': m.name, 'recipe': recipe, 'weights_sha256': weights_sha[m.weights],
                      'set': job.testset, 'protocol': job.protocol, 'scale': m.scale, 'set_sha256': _set_digest(job),
-                     'metrics': metrics, 'device': device_kind}
+                     'metrics': metrics, 'device': device_kind, 'bicubic': bicubic}
         key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()
         entry = Path(cache) / f'{m.name}_{job.testset}_{job.protocol}_x{m.scale}_{key[:16]}'
         record_file = entry / 'entry.json'
@@ -209,27 +214,34 @@ def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[st
             record = json.loads(record_file.read_text())
             out.cached += 1
         else:
-            record = {'key': key, 'key_parts': key_parts, **_compute(job, metrics, entry, device)}
+            record = {'key': key, 'key_parts': key_parts, **_compute(job, metrics, entry, device, bicubic)}
             if not any(s['failures'] for s in record['settings'].values()):  # a failed image is retried next time
                 record_file.write_text(json.dumps(record, indent=1, default=str))
             out.computed += 1
-        out.rows += _rows(job, record)
+        seen = {(r['method'], r['scale'], r['set'], r['protocol'], r['setting']) for r in out.rows}
+        out.rows += [r for r in _rows(job, record)  # the bicubic rows once (the first method's)
+                     if (r['method'], r['scale'], r['set'], r['protocol'], r['setting']) not in seen]
     print(f'benchmark: {out.computed} jobs computed, {out.cached} from the cache in {cache}')
     return out
 
 
 def _rows(job: Job, record: dict) -> list[dict]:
+    """The rows of one job: per setting, the bicubic row (when computed) and the method's."""
     m, params = job.method, _setting_params(job)
     rows = []
     for setting, result in record['settings'].items():
         mean = result['mean']
-        rows.append({'method': m.name, 'scale': m.scale, 'set': job.testset, 'protocol': job.protocol,
-                     'setting': setting, **params.get(setting, {}),
-                     **{k: v for k, v in mean.items() if k != 'time_s'},
+        common = {'scale': m.scale, 'set': job.testset, 'protocol': job.protocol, 'setting': setting,
+                  **params.get(setting, {}), 'images': result['images'], 'failures': result['failures'],
+                  'testset_dir': str(job.folder)}
+        bicubic = {k[len(BICUBIC):]: v for k, v in mean.items() if k.startswith(BICUBIC)}
+        if bicubic:
+            rows.append({'method': 'bicubic', **common, **bicubic, 'ms_per_image': None, 'params': 0,
+                         'device': '–', 'results_dir': None})
+        reported = reported_numbers(m.name, job.testset, job.protocol, setting, m.scale)
+        rows.append({'method': m.name, **common,
+                     **{k: v for k, v in mean.items() if k != 'time_s' and not k.startswith(BICUBIC)},
                      'ms_per_image': 1000 * mean['time_s'] if 'time_s' in mean else None,
-                     'images': result['images'], 'failures': result['failures'], 'params': record['params'],
-                     'device': record['device'], 'results_dir': result['results_dir'],
-                     'testset_dir': str(job.folder),
-                     **{f'reported_{k}': v for k, v in reported_numbers(m.name, job.testset, job.protocol, setting,
-                                                                       m.scale).items()}})
+                     'params': record['params'], 'device': record['device'], 'results_dir': result['results_dir'],
+                     **{f'reported_{k}': v for k, v in reported.items()}})
     return rows

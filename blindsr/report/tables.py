@@ -57,7 +57,7 @@ def table_grid(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     for method in ordered(r['method'] for r in rows):
         own = [r for r in rows if r['method'] == method]
         ms = [r['ms_per_image'] for r in own if r['ms_per_image'] is not None]
-        body.append([method, *(cell(by.get((method, s))) for s in settings), f"{own[0]['params'] / 1e6:.3f} M",
+        body.append([method, *(cell(by.get((method, s))) for s in settings), f"{own[0]['params'] / 1e6:.3f} M" if own[0]['params'] else '–',
                      f'{sum(ms) / len(ms):.1f}' if ms else '–', own[0]['device']])
     return header, body
 
