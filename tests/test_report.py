@@ -171,3 +171,15 @@ def test_page_renders_in_headless_chromium(bench, tmp_path):
     broken = [img for img in re.findall(r'<img [^>]*>', dom) if 'data-loaded="no"' in img]
     assert len(broken) == 1 and 'psnr_vs_width_x2.png' in broken[0]
     assert '<p id="image-status">1 of 14 images did not load</p>' in dom
+
+
+def test_wrong_benchmark_inputs_say_what_to_do(tmp_path):
+    recipe = write_method(tmp_path, 'bsrnet', 1)
+    with pytest.raises(FileNotFoundError, match=r'make it with: python scripts/make_testsets.py --hr <folder of '
+                                                r'Set5 HR images> --protocol gaussian8 --scale 2 --out .*Set5_gaussian8_x2'):
+        runner.run_benchmark([runner.parse_method(str(recipe))], ['Set5'], ['gaussian8'], tmp_path, tmp_path / 'c')
+    with pytest.raises(ValueError, match='methods tiny_bsrnet are given more than once; label them apart'):
+        runner.run_benchmark([runner.parse_method(str(recipe))] * 2, [], [], tmp_path, tmp_path / 'c')
+    with pytest.raises(FileNotFoundError, match='weights file .*nope.pth not found'):
+        runner.parse_method(f'x={recipe}@{tmp_path / "nope.pth"}')
+    assert runner.parse_method(f'mine={recipe}@{tmp_path / "bsrnet_1.pth"}').name == 'mine'

@@ -5,7 +5,6 @@ protocol and scale (HR | LR | each method), both as one figure and as separate c
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import matplotlib
@@ -15,12 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from blindsr.data.image_io import list_images, read_image, write_image
-from blindsr.report.tables import groups, ordered
-
-
-def slug(*parts: object) -> str:
-    """A file-name-safe join of ``parts``."""
-    return re.sub(r'[^A-Za-z0-9._-]+', '-', '_'.join(map(str, parts)))
+from blindsr.report.tables import groups, ordered, slug
 
 
 def _curves(rows: list[dict], x_of) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:

@@ -32,6 +32,7 @@ from blindsr.evaluation import ImagesFailed
 from blindsr.logging_utils import LOGGER_NAME
 from blindsr.options import load_options
 from blindsr.registry import ARCH_REGISTRY, build
+from blindsr.report.tables import slug
 from blindsr.test import run_tests
 
 # options that do not change a method's output (or are replaced for each job)
@@ -42,16 +43,14 @@ BICUBIC = 'bicubic_'  # the test entry point's prefix of the bicubic baseline's 
 
 @dataclass(frozen=True)
 class Method:
-    """A test recipe with its label, weights and ``--set`` overrides."""
+    """A test recipe with its label and weights."""
     name: str
     recipe: Path
     weights: Path
     scale: int
-    overrides: tuple[str, ...] = ()
 
-    def options(self, extra: list[str]) -> dict:
-        return load_options(self.recipe, [*self.overrides, f'path.pretrain_network_g={self.weights}', *extra],
-                            is_train=False)
+    def options(self, overrides: list[str]) -> dict:
+        return load_options(self.recipe, [f'path.pretrain_network_g={self.weights}', *overrides], is_train=False)
 
 
 def parse_method(spec: str) -> Method:
@@ -188,6 +187,9 @@ def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[st
     from the test entry point's ``val.bicubic_baseline``).
     """
     logger = logging.getLogger(LOGGER_NAME)
+    twice = sorted({m.name for m in methods if [n.name for n in methods].count(m.name) > 1})
+    if twice:
+        raise ValueError(f"methods {', '.join(twice)} are given more than once; label them apart (LABEL=RECIPE)")
     chosen = [m for m in methods if scales is None or m.scale in scales]
     for m in methods:
         if m not in chosen:
@@ -208,7 +210,7 @@ def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[st
                      'set': job.testset, 'protocol': job.protocol, 'scale': m.scale, 'set_sha256': _set_digest(job),
                      'metrics': metrics, 'device': device_kind, 'bicubic': bicubic}
         key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()
-        entry = Path(cache) / f'{m.name}_{job.testset}_{job.protocol}_x{m.scale}_{key[:16]}'
+        entry = Path(cache) / slug(m.name, job.testset, job.protocol, f'x{m.scale}', key[:16])
         record_file = entry / 'entry.json'
         if record_file.is_file() and json.loads(record_file.read_text())['key'] == key:
             record = json.loads(record_file.read_text())

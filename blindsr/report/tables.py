@@ -28,6 +28,11 @@ def ordered(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def slug(*parts: object) -> str:
+    """A file-name-safe join of ``parts``."""
+    return re.sub(r'[^A-Za-z0-9._-]+', '-', '_'.join(map(str, parts)))
+
+
 def natural(text: str) -> list:
     """Sort key reading digit runs as numbers (``n5`` before ``n10``)."""
     return [float(t) if t[:1].isdigit() else t for t in re.findall(r'\d+(?:\.\d+)?|\D+', text)]
