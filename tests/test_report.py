@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -64,8 +65,9 @@ def bench(tmp_path_factory):
             'random', '--device', 'cpu', '--crop-size', '32', '--bicubic']
     script = load_script('benchmark')
     with pytest.MonkeyPatch.context() as patch:  # the zoo's hook: one cell has the authors' numbers
-        patch.setattr(runner, 'reported_numbers', lambda m, s, p, setting, scale: {'psnr': 30.5, 'ssim': 0.9}
-                      if (m, p, setting) == ('tiny_bsrnet', 'dasr_iso', 'sig1.2') else {})
+        patch.setattr(runner, 'reported_numbers', lambda m, s, p, setting, scale: {
+            ('tiny_bsrnet', 'dasr_iso', 'sig1.2'): {'psnr': 30.5, 'ssim': 0.9},
+            ('dasr', 'dasr_iso', 'mean'): {'psnr': 29.0}}.get((m, p, setting), {}))
         first = script.main(args)
     return {'script': script, 'args': args, 'root': root, 'first': first}
 
@@ -74,11 +76,14 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     out, first = bench['root'] / 'report', bench['first']
     assert (first['benchmark'].computed, first['benchmark'].cached) == (6, 0)
     rows = list(csv.DictReader((out / 'benchmark.csv').read_text().splitlines()))
-    assert len(rows) == 3 * (4 + 6) + 3 * 1  # two methods and bicubic
+    assert len(rows) == 3 * (4 + 1 + 6 + 1 + 1)  # two methods and bicubic; each setting, the means, the LR set
     cells = {(r['method'], r['protocol'], r['setting']): r for r in rows}
     methods = ('bicubic', 'tiny_bsrnet', 'dasr')
-    assert set(cells) == {(m, p, s) for m in methods for p, ss in PROTOCOLS.items() for s in ss} | {
+    assert set(cells) == {(m, p, s) for m in methods for p, ss in PROTOCOLS.items() for s in [*ss, 'mean']} | {
         (m, 'real', 'real') for m in methods}
+    mean = cells[('dasr', 'dasr_iso', 'mean')]
+    assert float(mean['psnr']) == pytest.approx(np.mean([float(cells[('dasr', 'dasr_iso', s)]['psnr'])
+                                                         for s in PROTOCOLS['dasr_iso']]))
     # each number is the test entry point's mean over the two images of that setting
     row = cells[('dasr', 'dasr_iso', 'sig1.2')]
     result_dirs = {(r['method'], r['protocol'], r['setting']): r['results_dir'] for r in first['benchmark'].rows}
@@ -97,8 +102,9 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     assert cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]['reported_psnr'] == '30.5'
     markdown = (out / 'benchmark.md').read_text()
     assert '## Tiny, dasr_iso, x2: PSNR / SSIM / LPIPS on Y' in markdown and '## Real, real, x2: NIQE' in markdown
-    assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | params | ms / image | device |\n|---|---|---|---|---|---|---|---|\n' \
-        '| bicubic |' in markdown
+    assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | mean | params | ms / image | device |\n' \
+        '|---|---|---|---|---|---|---|---|---|\n| bicubic |' in markdown
+    assert f"| {float(mean['psnr']):.2f} / {float(mean['ssim']):.4f} / {float(mean['lpips']):.4f} (29.00) |" in markdown
     assert '| l0.2_4_t0_n0 | l0.2_4_t0_n5 | l0.2_4_t0_n10 | l3.5_1.5_t30_n0 |' in markdown  # numbers in order
     bsrnet = cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]
     numbers = ' / '.join(f'{float(bsrnet[k]):.{d}f}' for k, d in (('psnr', 2), ('ssim', 4), ('lpips', 4)))
@@ -165,7 +171,7 @@ def test_page_renders_in_headless_chromium(bench, tmp_path):
     assert len(images) == 14 and all('data-loaded="yes"' in img for img in images)
     assert 'data-images-checked="14"' in dom and re.search(r'<p id="image-status"></p>', dom)
     assert len(re.findall(r'<table class="results">', dom)) == 3 and dom.count('<td>bicubic</td>') == 3
-    assert re.search(r'<th>sig0\.0</th><th>sig0\.6</th><th>sig1\.2</th><th>sig1\.8</th>', dom)
+    assert re.search(r'<th>sig0\.0</th><th>sig0\.6</th><th>sig1\.2</th><th>sig1\.8</th><th>mean</th>', dom)
     (out / 'plots' / 'psnr_vs_width_x2.png').unlink()
     dom = chromium(page, tmp_path / 'profile', '--dump-dom')
     broken = [img for img in re.findall(r'<img [^>]*>', dom) if 'data-loaded="no"' in img]

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from blindsr.data.image_io import list_images, read_image, write_image
-from blindsr.report.tables import groups, ordered, slug
+from blindsr.report.tables import groups, natural, ordered, slug
 
 
 def _curves(rows: list[dict], x_of) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:
@@ -94,7 +94,7 @@ def write_crops(rows: list[dict], out_dir: Path, size: int = 96) -> list[dict]:
     for (scale, testset, protocol), group in groups(rows).items():
         if 'psnr' not in group[0]:
             continue
-        settings = ordered(r['setting'] for r in group)
+        settings = sorted(ordered(r['setting'] for r in group if r['results_dir']), key=natural)
         setting = settings[len(settings) // 2]
         folder = Path(group[0]['testset_dir'])
         hr_file = list_images(folder / 'HR')[0]

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,6 +40,9 @@ from blindsr.test import run_tests
 NOT_IN_KEY = ('name', 'path', 'datasets', 'val', 'dist', 'device', 'num_gpu', 'is_train', 'manual_seed')
 LR_ONLY = 'real'  # the protocol column of an LR-only set
 BICUBIC = 'bicubic_'  # the test entry point's prefix of the bicubic baseline's metrics
+MEAN = 'mean'  # the setting of the means over a protocol's settings
+METRICS = ('psnr', 'ssim', 'lpips', 'niqe')
+SETTING_PARAMS = ('sigma_x', 'sigma_y', 'noise')  # what _setting_params reads from params.json
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def _setting_params(job: Job) -> dict[str, dict]:
         return {}
     images = json.loads((job.folder / 'params.json').read_text())['images']
     first = images[min(images)]
-    return {s: {k: p[k] for k in ('sigma_x', 'sigma_y', 'noise') if k in p} for s, p in first.items()}
+    return {s: {k: p[k] for k in SETTING_PARAMS if k in p} for s, p in first.items()}
 
 
 def _compute(job: Job, metrics: dict, entry: Path, device_opt: str, bicubic: bool) -> dict:
@@ -246,4 +250,22 @@ def _rows(job: Job, record: dict) -> list[dict]:
                      'ms_per_image': 1000 * mean['time_s'] if 'time_s' in mean else None,
                      'params': record['params'], 'device': record['device'], 'results_dir': result['results_dir'],
                      **{f'reported_{k}': v for k, v in reported.items()}})
+    if len(record['settings']) > 1:
+        rows += _means(job, rows)
     return rows
+
+
+def _means(job: Job, rows: list[dict]) -> list[dict]:
+    """Per method of ``rows``: a ``mean`` setting averaging each metric and the time over the settings (what
+    papers give for a protocol such as Gaussian8), with the reported mean where known."""
+    out = []
+    for method in dict.fromkeys(r['method'] for r in rows):
+        own = [r for r in rows if r['method'] == method]
+        base = {k: v for k, v in own[0].items() if not k.startswith('reported_') and k not in SETTING_PARAMS}
+        times = [r['ms_per_image'] for r in own if r['ms_per_image'] is not None]
+        reported = reported_numbers(method, job.testset, job.protocol, MEAN, job.method.scale)
+        out.append({**base, 'setting': MEAN, 'results_dir': None, 'failures': sum(r['failures'] for r in own),
+                    'ms_per_image': float(np.mean(times)) if times else None,
+                    **{k: float(np.mean([r[k] for r in own])) for k in METRICS if all(k in r for r in own)},
+                    **{f'reported_{k}': v for k, v in reported.items()}})
+    return out

@@ -34,20 +34,28 @@ def slug(*parts: object) -> str:
 
 
 def natural(text: str) -> list:
-    """Sort key reading digit runs as numbers (``n5`` before ``n10``)."""
-    return [float(t) if t[:1].isdigit() else t for t in re.findall(r'\d+(?:\.\d+)?|\D+', text)]
+    """Sort key reading digit runs as numbers (``n5`` before ``n10``); ``mean`` comes last."""
+    return [(text == 'mean',)] + [(0, float(t), '') if t[:1].isdigit() else (1, 0.0, t)
+                                  for t in re.findall(r'\d+(?:\.\d+)?|\D+', text)]
+
+
+def numbers(row: dict, prefix: str = '') -> str:
+    """PSNR / SSIM / LPIPS (those present, with ``prefix``) of one row."""
+    return ' / '.join(f'{row[prefix + k]:.{d}f}' for k, d in (('psnr', 2), ('ssim', 4), ('lpips', 4))
+                      if row.get(prefix + k) is not None)
 
 
 def cell(row: dict | None) -> str:
-    """PSNR / SSIM (/ LPIPS) or NIQE of one row, the reported numbers in brackets; '–' for no row."""
+    """PSNR / SSIM (/ LPIPS) or NIQE of one row, the reported numbers (those known) in brackets; '–' for no
+    row."""
     if row is None:
         return '–'
     if 'psnr' not in row:
         return f"NIQE {row['niqe']:.3f}" if 'niqe' in row else '–'
-    text = f"{row['psnr']:.2f} / {row['ssim']:.4f}" + (f" / {row['lpips']:.4f}" if 'lpips' in row else '')
-    if 'reported_psnr' in row:
-        text += f" ({row['reported_psnr']:.2f}" + (f" / {row['reported_ssim']:.4f}" if 'reported_ssim' in row
-                                                    else '') + ')'
+    text = numbers(row)
+    reported = numbers(row, 'reported_')
+    if reported:
+        text += f' ({reported})'
     if row.get('failures'):
         text += f" [{row['failures']} failed]"
     return text
