@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO, write_photos
 
 from blindsr.data.image_io import read_image
 from blindsr.registry import ARCH_REGISTRY
 from blindsr.report import runner
-from tests.conftest import write_photos
 
-REPO = Path(__file__).resolve().parents[1]
 NETS = {'bsrnet': ('BlindSRModel', {'type': 'BSRNet', 'scale': 2, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}),
         'dasr': ('DASRModel', {'type': 'DASR', 'scale': 2, 'num_feat': 8, 'num_group': 1, 'num_block': 1,
                                'enc_feat': 8})}
