@@ -130,6 +130,9 @@ def test_cache_skips_what_did_not_change(bench):
     def unreported(rows):
         return [{k: v for k, v in r.items() if not k.startswith('reported_')} for r in rows]
     assert unreported(again['benchmark'].rows) == unreported(bench['first']['benchmark'].rows)
+    relabelled = bench['script'].main([a.replace('dasr=', 'other=') for a in bench['args']])
+    assert (relabelled['benchmark'].computed, relabelled['benchmark'].cached) == (0, 6)
+    assert {r['method'] for r in relabelled['benchmark'].rows} == {'bicubic', 'tiny_bsrnet', 'other'}
     write_method(bench['root'], 'bsrnet', 3)  # new weights for one method: only its three jobs run again
     third = bench['script'].main(bench['args'])
     assert (third['benchmark'].computed, third['benchmark'].cached) == (3, 3)

@@ -10,8 +10,8 @@ by ``scripts/make_testsets.py``; every setting in it is evaluated (PSNR/SSIM on 
 scale, LPIPS when backbone weights are given). An **LR-only set** (``NAME=FOLDER`` of real LR images) gets
 NIQE of the SR images. A method runs at its recipe's scale only.
 
-The **cache**: one folder per (method, recipe contents, weights sha256, set, protocol, scale, test set
-contents, metrics, device kind) under the cache folder, holding ``entry.json`` and the run's SR images
+The **cache**: one folder per (method: its recipe's contents and its weights' sha256; set, protocol, scale,
+test set contents, metrics, device kind) under the cache folder (a new label reuses it), holding ``entry.json`` and the run's SR images
 (for the crops); a rerun evaluates only the jobs whose key has no entry. Delete the folder to start anew.
 """
 
@@ -210,11 +210,11 @@ def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[st
         bar.set_postfix_str(f'{m.name} {job.testset} {job.protocol} x{m.scale}')
         metrics = _metrics(job, lpips)
         recipe = {k: v for k, v in m.options([]).items() if k not in NOT_IN_KEY}
-        key_parts = {'method': m.name, 'recipe': recipe, 'weights_sha256': weights_sha[m.weights],
+        key_parts = {'recipe': recipe, 'weights_sha256': weights_sha[m.weights],
                      'set': job.testset, 'protocol': job.protocol, 'scale': m.scale, 'set_sha256': _set_digest(job),
                      'metrics': metrics, 'device': device_kind, 'bicubic': bicubic}
         key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()
-        entry = Path(cache) / slug(m.name, job.testset, job.protocol, f'x{m.scale}', key[:16])
+        entry = Path(cache) / slug(m.recipe.stem, job.testset, job.protocol, f'x{m.scale}', key[:16])
         record_file = entry / 'entry.json'
         if record_file.is_file() and json.loads(record_file.read_text())['key'] == key:
             record = json.loads(record_file.read_text())
