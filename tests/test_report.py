@@ -100,7 +100,9 @@ def test_benchmark_writes_tables_plots_and_page(bench):
     assert float(real['niqe']) > 0 and real['psnr'] == ''
     assert cells[('tiny_bsrnet', 'dasr_iso', 'sig1.2')]['reported_psnr'] == '30.5'
     markdown = (out / 'benchmark.md').read_text()
-    assert '## Tiny, dasr_iso, x2: PSNR / SSIM / LPIPS on Y' in markdown and '## Real, real, x2: NIQE' in markdown
+    assert "## Tiny, dasr_iso, x2: PSNR / SSIM / LPIPS on Y (authors' numbers in brackets)\n" in markdown
+    assert '## Tiny, dasr_aniso_noise, x2: PSNR / SSIM / LPIPS on Y\n' in markdown  # no reported numbers there
+    assert '## Real, real, x2: NIQE (lower is better)\n' in markdown
     assert '| method | sig0.0 | sig0.6 | sig1.2 | sig1.8 | mean | params | ms / image | device |\n' \
         '|---|---|---|---|---|---|---|---|---|\n| bicubic |' in markdown
     assert f"| {float(mean['psnr']):.2f} / {float(mean['ssim']):.4f} / {float(mean['lpips']):.4f} (29.00) |" in markdown

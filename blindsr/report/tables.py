@@ -78,7 +78,9 @@ def table_grid(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 def title(key: tuple[int, str, str], rows: list[dict]) -> str:
     scale, testset, protocol = key
     what = 'NIQE (lower is better)' if 'psnr' not in rows[0] else (
-        'PSNR / SSIM' + (' / LPIPS' if 'lpips' in rows[0] else '') + ' on Y (authors\' numbers in brackets)')
+        'PSNR / SSIM' + (' / LPIPS' if 'lpips' in rows[0] else '') + ' on Y')
+    if any(k.startswith('reported_') for r in rows for k in r):
+        what += " (authors' numbers in brackets)"
     return f'{testset}, {protocol}, x{scale}: {what}'
 
 
