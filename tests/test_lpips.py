@@ -75,3 +75,24 @@ def test_lpips_in_a_test_recipe_is_validated(tmp_path):
                                               'backbone_weights': 'random'}
     with pytest.raises(ValueError, match='lpips'):
         load_options(recipe, ['val.metrics.lpips.nets=vgg'], is_train=False)
+
+
+def test_metric_feeds_lpips_rgb_images():
+    """BasicSR hands metrics BGR images; LPIPS (its per-channel scaling layer) is fed RGB, as the package's
+    own [0, 1] input path would be."""
+    import skimage.data
+
+    from blindsr.metrics import lpips_metric
+
+    hr = skimage.data.astronaut()[200:264, 200:264]  # RGB
+    other = skimage.data.coffee()[100:164, 100:164]
+    value = METRIC_REGISTRY.get('calculate_lpips')(hr[..., ::-1], other[..., ::-1], crop_border=0,
+                                                   backbone_weights='random')
+    net = lpips_metric._NETS[('alex', 'random')]
+
+    def unit(img):
+        return torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        assert value == pytest.approx(float(net(unit(hr), unit(other), normalize=True)), rel=1e-5)
+        assert value != pytest.approx(float(net(unit(hr[..., ::-1]), unit(other[..., ::-1]), normalize=True)),
+                                      rel=1e-5)
