@@ -151,6 +151,8 @@ def upscale(net: nn.Module, lq: Tensor, scale: int, *, tile: int | None = None, 
     ``overlap`` and ``progress`` as in :func:`tiled`. The caller puts the net in eval mode.
     """
     multiple = getattr(net, 'size_multiple', 1)
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f'upscale: {type(net).__name__}.size_multiple must be a positive int, got {multiple!r}')
     with torch.no_grad():
         fn = net
         if tile is not None and isinstance(net, GlobalEstimateSR):

@@ -120,10 +120,15 @@ def test_size_multiple_pads_by_reflection_and_crops():
     assert upscale(net, torch.rand(1, 3, 3, 2), 2).shape == (1, 3, 6, 4)  # too small to reflect: replicated
 
 
-def test_tiled_is_generic_over_fn():
-    lq = torch.rand(1, 3, 33, 50)
-    nearest = lambda x: x.repeat_interleave(3, -2).repeat_interleave(3, -1)
+def test_tiled_is_generic_over_fn_and_only_feeds_it_tiles():
+    lq, seen = torch.rand(1, 3, 33, 50), []
+
+    def nearest(x):
+        seen.append(tuple(x.shape[-2:]))
+        return x.repeat_interleave(3, -2).repeat_interleave(3, -1)
+
     assert torch.equal(tiled(nearest, lq, 3, tile=16, overlap=0), nearest(lq))
+    assert set(seen[:-1]) == {(16, 16)} and len(seen) == 3 * 4 + 1  # every window full-size, even at borders
     assert torch.equal(tiled(nearest, lq, 3, tile=None, overlap=0), nearest(lq))
 
 
@@ -135,3 +140,5 @@ def test_bad_arguments_are_clear_errors():
         tiled(lambda x: x, lq, 2, tile=16, overlap=4)
     with pytest.raises(ValueError, match='must be \\(B, C, H, W\\)'):
         tiled(lambda x: x, lq[0], 1, tile=16, overlap=4)
+    with pytest.raises(ValueError, match='LocalNet.size_multiple must be a positive int, got 0'):
+        upscale(LocalNet(size_multiple=0), lq, 2)
