@@ -107,10 +107,11 @@ class Upscaler:
 
     def __init__(self, net: nn.Module, scale: int, device: torch.device, dtype: torch.dtype,
                  tile: int | None, overlap: int) -> None:
-        self.net, self.scale, self.device, self.tile, self.overlap = net.to(device), scale, device, tile, overlap
-        self.dtype = dtype
-        # a reduced-precision copy; the fp32 weights stay for the fallback (a round trip would lose precision)
+        self.scale, self.device, self.tile, self.overlap, self.dtype = scale, device, tile, overlap, dtype
+        # a reduced-precision copy on the device; the fp32 weights wait on the CPU for the fallback (a round
+        # trip through fp16 would lose precision)
         self.low = None if dtype == torch.float32 else copy.deepcopy(net).to(device=device, dtype=dtype)
+        self.net = net.to(device) if self.low is None else net
         self.tiles = 0
 
     def __call__(self, img: np.ndarray, name: str) -> np.ndarray:
@@ -122,11 +123,13 @@ class Upscaler:
                 if torch.isfinite(out).all():
                     return _hwc(out)
                 why = 'gave values it cannot represent (inf/NaN: this arch overflows in it)'
+            except torch.OutOfMemoryError:
+                raise
             except RuntimeError as err:  # an op without a kernel for this dtype on this device
                 why = f'failed ({str(err).splitlines()[0]})'
             print(f'warning: {name}: {str(self.dtype).removeprefix("torch.")} {why}; redoing it in fp32, and the '
                   'remaining images too.', file=sys.stderr)
-            self.low, self.dtype = None, torch.float32
+            self.low, self.dtype, self.net = None, torch.float32, self.net.to(self.device)
         return _hwc(self._run(self.net, lq.to(self.device)))
 
     def _run(self, net: nn.Module, lq: torch.Tensor) -> torch.Tensor:

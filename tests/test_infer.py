@@ -11,7 +11,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from blindsr import cli
+from blindsr import cli, infer
 from blindsr.archs.bsrnet_arch import to_basicsr_rrdbnet
 from blindsr.checkpoint import CheckpointError
 from blindsr.infer import main
@@ -161,3 +161,19 @@ def test_zoo_model_from_the_weights_folder(tmp_path, monkeypatch):
     main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'out' / 'y.png'), '--model', 'srfbn_s_x2'])
     got = cv2.imread(str(tmp_path / 'out' / 'y.png'))[..., ::-1]
     assert np.abs(got - expected(net, photo(8), 255)).max() <= 1
+
+
+def test_an_op_missing_in_bf16_is_redone_in_fp32(tmp_path, dasr_export, monkeypatch, capsys):
+    net, weights = dasr_export
+    real = infer.upscale
+
+    def upscale(net, lq, scale, **kw):
+        if lq.dtype == torch.bfloat16:
+            raise RuntimeError('"slow_conv2d_cpu" not implemented for \'BFloat16\'\nmore lines')
+        return real(net, lq, scale, **kw)
+    monkeypatch.setattr(infer, 'upscale', upscale)
+    cv2.imwrite(str(tmp_path / 'x.png'), photo(8)[..., ::-1])
+    main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'out'), '--weights', str(weights), '--dtype', 'bf16'])
+    assert 'warning: x.png: bfloat16 failed ("slow_conv2d_cpu" not implemented for \'BFloat16\'); redoing it in fp32' \
+        in capsys.readouterr().err
+    assert np.abs(cv2.imread(str(tmp_path / 'out' / 'x.png'))[..., ::-1] - expected(net, photo(8), 255)).max() <= 1
