@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.scale is not None and args.scale != scale:
         raise ValueError(f'--scale {args.scale} asked, but the network is x{scale} ({what}).')
     device = pick_device(args.device)
+    if device.type == 'cpu' and args.dtype == 'fp16':
+        print('warning: fp16 on the CPU has no fast kernels in torch (tens of times slower than fp32); bf16 or '
+              'fp32 are the CPU choices.', file=sys.stderr)
     run = Upscaler(net, scale, device, DTYPES[args.dtype], args.tile, args.tile_overlap)
     print(f'{what}\non {device}, {args.dtype}, ' + (f'tiles of {args.tile} px, overlap {args.tile_overlap}'
                                                     if args.tile else 'untiled'), file=sys.stderr)
