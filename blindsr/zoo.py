@@ -11,8 +11,9 @@ Nothing is downloaded: a user fetches the file and passes it (``python -m blinds
 --weights FILE``), or keeps it in the folder ``$BLINDSR_WEIGHTS`` as ``<name>.pth``/``.pt`` or under the
 authors' file name (:func:`local_weights`).
 
-``python -m blindsr.zoo`` lists the zoo; ``python -m blindsr.zoo --detect FILE`` says what a weights
-file holds (:mod:`blindsr.detect`) and which entries it fits.
+``python -m blindsr.zoo`` lists the zoo, ``python -m blindsr.zoo NAME`` shows one entry in full, and
+``python -m blindsr.zoo --detect FILE`` says what a weights file holds (:mod:`blindsr.detect`) and which
+entries it fits.
 """
 
 from __future__ import annotations
@@ -214,20 +215,38 @@ def describe(path: str | os.PathLike) -> str:
 
 def table() -> str:
     """The zoo as a markdown table."""
-    rows = ['| name | arch | scale | arguments | authors\' file | sha256 | reported |', '|---|---|---|---|---|---|---|']
+    rows = ['| name | arch | scale | arguments | authors\' range | authors\' file | sha256 | reported |',
+            '|---|---|---|---|---|---|---|---|']
     for p in _ENTRIES:
         args = ', '.join(f'{k}={v}' for k, v in p.args.items() if k != 'scale') or '(defaults)'
         reported = f'{len(p.reported)} numbers' if p.reported else '-'
-        rows.append(f'| {p.name} | {p.arch} | x{p.scale} | {args} | {p.file} | {(p.sha256 or "-")[:12]} | {reported} |')
+        rows.append(f'| {p.name} | {p.arch} | x{p.scale} | {args} | {p.value_range[0]}..{p.value_range[1]} | '
+                    f'{p.file} | {(p.sha256 or "-")[:12]} | {reported} |')
     return '\n'.join(rows)
+
+
+def entry_text(name: str) -> str:
+    """One entry in full, its reported numbers as a table."""
+    p = get(name)
+    lines = [f'{p.name}: {p.arch}({", ".join(f"{k}={v!r}" for k, v in p.args.items())})',
+             f'  authors\' value range {p.value_range[0]}..{p.value_range[1]} (blindsr takes [0, 1])',
+             f'  file {p.file} ({p.layout}) from {p.url}', f'  sha256 {p.sha256 or "unknown"}']
+    lines += [f'  {p.notes}'] if p.notes else []
+    if p.reported:
+        lines += [f'  reported ({p.source_of_numbers}):', '  | set | protocol | setting | PSNR | SSIM | LPIPS |',
+                  '  |---|---|---|---|---|---|']
+        lines += [f'  | {r.dataset} | {r.protocol} | {r.setting} | {r.psnr:.2f} | {r.ssim or "-"} | {r.lpips or "-"} |'
+                  for r in p.reported]
+    return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog='python -m blindsr.zoo', description=__doc__.split('\n\n')[0])
+    parser.add_argument('name', nargs='?', help='show this entry in full, with the numbers its authors report')
     parser.add_argument('--detect', metavar='FILE', help='say which arch and arguments a weights file holds')
     args = parser.parse_args(argv)
-    if args.detect:
-        print(describe(args.detect))
+    if args.detect or args.name:
+        print(describe(args.detect) if args.detect else entry_text(args.name))
         return
     print(table())
     print(f'\nWeights are not downloaded: pass --weights FILE to blindsr.infer, or keep them in ${WEIGHTS_ENV}.')

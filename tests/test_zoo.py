@@ -150,6 +150,8 @@ def test_zoo_cli_lists_and_detects(capsys):
     main([])
     out = capsys.readouterr().out
     assert all(f'| {name} |' in out for name in ZOO)
+    main(['srfbn_s_x4'])
+    assert '| Set14 | bicubic | bicubic | 28.45 | 0.7779 | - |' in capsys.readouterr().out
     srfbn = SHARED / 'weights' / 'darsr' / 'SRFBN-S_x4_BI.pth'
     if srfbn.is_file():  # the authors' real file: recognised by its sha256 and its shapes
         text = describe(srfbn)
