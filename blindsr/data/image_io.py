@@ -56,7 +56,11 @@ def read_raw(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
 def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Read an image as HWC RGB float32 in [0, 1] (see the module docstring for the conversions)."""
     name = _name(source, name)
-    img = read_raw(source, name)
+    return to_rgb_float(read_raw(source, name), name)
+
+
+def to_rgb_float(img: np.ndarray, name: str) -> np.ndarray:
+    """Decoded pixels (:func:`read_raw`) as HWC RGB float32 in [0, 1]; ``name`` is the image in errors."""
     if img.dtype not in _MAX_VALUE:
         raise ImageReadError(f'Image {name} has pixel type {img.dtype}; '
                              'only 8-bit and 16-bit images are read.')
@@ -76,10 +80,16 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
 
     The format follows the suffix (OpenCV's encoders; ``.png`` is lossless).
     """
-    path = Path(path)
     pixels = np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    write_raw(path, pixels)
+
+
+def write_raw(path: str | Path, pixels: np.ndarray) -> None:
+    """Encode pixels in OpenCV's layout (HW gray, HWC BGR or BGRA; uint8 or uint16) by the suffix of ``path``
+    and write them, creating folders (the counterpart of :func:`read_raw`)."""
+    path = Path(path)
     ok, encoded = cv2.imencode(path.suffix, pixels)
     if not ok:
         raise ValueError(f'OpenCV cannot encode an image as {path.suffix!r} for {path}.')
