@@ -156,3 +156,11 @@ def test_zoo_cli_lists_and_detects(capsys):
     if srfbn.is_file():  # the authors' real file: recognised by its sha256 and its shapes
         text = describe(srfbn)
         assert 'arch:    SRFBN_S' in text and "the authors' file of srfbn_s_x4" in text and 'x4' in text
+
+
+def test_benchmark_reads_the_reported_numbers_of_a_zoo_label():
+    from blindsr.report.runner import reported_numbers
+
+    assert reported_numbers('srfbn_s_x4', 'Set5', 'bicubic', 'bicubic', 4) == {'psnr': 31.98, 'ssim': 0.8923}
+    assert reported_numbers('srfbn_s_x4', 'Set5', 'bicubic', 'bicubic', 2) == {}  # another scale
+    assert reported_numbers('my_net', 'Set5', 'bicubic', 'bicubic', 4) == {}

@@ -103,7 +103,14 @@ class Benchmark:
 def reported_numbers(method: str, testset: str, protocol: str, setting: str, scale: int) -> dict[str, float]:
     """The authors' published numbers for one table cell, e.g. ``{'psnr': 31.99, 'ssim': 0.8926}``; ``{}``
     where none are known. The one place where the benchmark reads reported numbers (the model zoo's
-    ``reported`` mapping of the entry named ``method``)."""
+    ``reported`` numbers of the entry named ``method``; label a method with its zoo name to see them)."""
+    from blindsr import zoo
+
+    if method not in zoo.ZOO or zoo.ZOO[method].scale != scale:
+        return {}
+    for row in zoo.ZOO[method].reported:
+        if (row.dataset, row.protocol, row.setting) == (testset, protocol, setting):
+            return {k: getattr(row, k) for k in ('psnr', 'ssim', 'lpips') if getattr(row, k) is not None}
     return {}
 
 
