@@ -20,7 +20,8 @@ Selection (``darsr.selection``), named in every results table (:attr:`DARSRModel
 - ``oracle``: ``darsr.runs`` joint runs, each scored against the ground truth (PSNR on Y, border = scale,
   8-bit) at iteration 0 and every ``darsr.eval_every`` iterations from ``darsr.eval_start`` on; the
   best-PSNR state wins. This is how the authors' reported numbers are selected (2 runs, every 10 from
-  200). It needs ground truth and refuses to run without it.
+  200). It needs ground truth and refuses to run without it. The last run's final state is scored too
+  (``final_<metric>`` columns), so one oracle run shows what the selection is worth.
 
 Every random number of an image comes from a seed made of ``manual_seed`` and the image's name (run r of
 the joint stage adds r), inside :func:`torch.random.fork_rng`: a rerun gives the same outputs and the
@@ -82,7 +83,7 @@ def kernel_image(kernel: Tensor, zoom: int = 16) -> Tensor:
     """(1, 3, k * zoom, k * zoom) in [0, 1]: the kernel divided by its largest value (negatives clipped),
     each tap a zoom x zoom square."""
     k = (kernel / kernel.max().clamp_min(1e-12)).clamp(0, 1)
-    return k.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1).expand(1, 3, -1, -1)
+    return k.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1).repeat(1, 3, 1, 1)
 
 
 class Adaptation:
@@ -269,13 +270,15 @@ class DARSRModel(BaseModel):
                                 f'run {run + 1} iteration {it}')
                 adaptation.update_schedules(it)
                 progress.log(it, losses)
-        if oracle:
+        final_corrected, final_sr = adaptation.correct(lq)
+        self._extra = {'baseline': baseline}
+        if oracle:  # the last run's final state is scored beside the pick, as 'final_<metric>'
             psnr, corrected, sr, kernel, where = best
             self.log_info(f'{name}: oracle picked {where} (PSNR {psnr:.2f} dB against the ground truth)')
+            self._extra['final'] = final_sr
         else:
-            corrected, sr = adaptation.correct(lq)
-            kernel = adaptation.G.effective_kernel().detach()
-        self._extra = {'corrected': corrected, 'baseline': baseline, 'kernel': kernel_image(kernel)}
+            corrected, sr, kernel = final_corrected, final_sr, adaptation.G.effective_kernel().detach()
+        self._extra.update(corrected=corrected, kernel=kernel_image(kernel))
         return sr
 
 
