@@ -25,6 +25,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import REPO, SHARED, write_photos
+from test_dasr_arch import fill
+from test_testsets import load_script
 
 from blindsr import test as test_entry
 from blindsr.archs.darsr_arch import DARM, DSEM, KernelGANDiscriminator, LinearDownsampler
@@ -35,9 +38,6 @@ from blindsr.losses.kernelgan import KernelRegularization, LambdaSchedule, bicub
 from blindsr.models.darsr_model import OPTIONS, Adaptation, DARSRModel
 from blindsr.options import load_options
 from blindsr.schema import Context
-from conftest import REPO, SHARED, write_photos
-from test_dasr_arch import fill
-from test_testsets import load_script
 
 AUTHORS = REPO / 'tests' / 'data' / 'darsr_authors_step.pt'
 WEIGHTS = SHARED / 'weights' / 'darsr'
@@ -217,9 +217,9 @@ TINY = {'dsem_iters': 2, 'iters': 3, 'crop_size': 32, 'batch_size': 2, 'log_ever
 
 @pytest.fixture(scope='module')
 def lr_image():
-    from blindsr.data.image_io import to_tensor
-
     import skimage.data
+
+    from blindsr.data.image_io import to_tensor
     img = skimage.data.astronaut()[100:180, 150:230].astype(np.float32) / 255  # 80 x 80 LR
     return to_tensor(img)[None]
 
@@ -313,3 +313,18 @@ def test_darsr_recipes(tmp_path, recipe):
         assert read_image(folder / f'{name}_kernel.png').shape == (208, 208, 3)
     table = (folder / 'results.md').read_text()
     assert '| image | time_s | psnr | ssim |' in table and 'baseline_psnr' in table and selection in table.lower()
+
+
+def test_options_name_the_sr_network_and_its_weights(tmp_path):
+    """A DARSR option file needs network_sr (not network_g) and, to test, path.pretrain_network_sr."""
+    from blindsr.options import OptionsError
+
+    opt = {'name': 't', 'model_type': 'DARSRModel', 'scale': 2, 'network_g': {'type': 'SRFBN_S', 'scale': 2}}
+    (tmp_path / 'o.yml').write_text(yaml.safe_dump(opt))
+    with pytest.raises(OptionsError, match="required key 'network_sr' is missing"):
+        load_options(tmp_path / 'o.yml', is_train=False)
+    opt['network_sr'] = opt.pop('network_g')
+    opt['datasets'] = {'x': {'type': 'HRImageDataset', 'dataroot_gt': str(tmp_path)}}
+    (tmp_path / 'o.yml').write_text(yaml.safe_dump(opt))
+    with pytest.raises(OptionsError, match='path.pretrain_network_sr is required'):
+        test_entry.main(['-opt', str(tmp_path / 'o.yml')])
