@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from blindsr.archs.darsr_filters import load_filter_dictionary, make_filter_dictionary
 from blindsr.registry import ARCH_REGISTRY
 
 __all__ = ['DARM', 'DSEM', 'KernelGANDiscriminator', 'LinearDownsampler']
@@ -149,8 +150,6 @@ class DARM(nn.Module):
 
     def __init__(self, filters: str | Tensor = 'generated', channels: int = 3, features: int = 128) -> None:
         super().__init__()
-        from blindsr.archs.darsr_filters import load_filter_dictionary, make_filter_dictionary
-
         if isinstance(filters, Tensor):
             bank = filters
         elif filters == 'generated':

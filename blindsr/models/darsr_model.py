@@ -41,6 +41,7 @@ from basicsr.utils import tensor2img
 from torch import Tensor, nn
 
 from blindsr.archs.darsr_arch import DARM, DSEM, KernelGANDiscriminator, LinearDownsampler
+from blindsr.data.internal_crops import InternalCrops
 from blindsr.losses.kernelgan import KernelRegularization, LambdaSchedule, crop_like, sobel_magnitude
 from blindsr.models.base_model import BaseModel
 from blindsr.registry import MODEL_REGISTRY
@@ -235,8 +236,6 @@ class DARSRModel(BaseModel):
             return self._adapt(lq, gt, name, seed)
 
     def _adapt(self, lq: Tensor, gt: Tensor | None, name: str, seed: int) -> Tensor:
-        from blindsr.data.internal_crops import InternalCrops
-
         o, scale = self.opt['darsr'], self.opt['scale']
         image = tensor2img(lq, rgb2bgr=False)
         crops = {'crop_size': o['crop_size'], 'batch_size': o['batch_size']}
