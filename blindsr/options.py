@@ -245,7 +245,7 @@ def resolve_options(opt: dict, path: Path | str = '<options>', is_train: bool = 
     """Check every key of ``opt`` at every depth and return the options with every default spelled out
     (this is what the run folder records). Raises :class:`OptionsError` on the first problem."""
     ctx = Context(path, is_train)
-    for key in ('name', 'model_type', 'scale', 'network_g'):
+    for key in ('name', 'model_type', 'scale'):
         if key not in opt:
             raise ctx.error('', f'required key {key!r} is missing.')
     check_type(opt['model_type'], str, 'model_type', ctx)
@@ -253,6 +253,8 @@ def resolve_options(opt: dict, path: Path | str = '<options>', is_train: bool = 
         model_cls = lookup(MODEL_REGISTRY, opt['model_type'])
     except RegistryError as err:
         raise ctx.error('model_type.type:', str(err)) from err
+    if f'network_{model_cls.main_network}' not in opt:
+        raise ctx.error('', f"required key 'network_{model_cls.main_network}' is missing.")
     networks = [key for key in opt if key.startswith('network_')]
     schema = {**TOP_LEVEL, **{key: Component(registered(ARCH_REGISTRY), 'arch') for key in networks},
               'degradation': Component(registered(DEGRADATION_REGISTRY), 'degradation', default=None,

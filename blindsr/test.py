@@ -54,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     """Evaluate every dataset; return ``{dataset name: result}`` (see :func:`blindsr.evaluation.evaluate`)."""
-    if not opt['path'].get('pretrain_network_g'):
-        raise OptionsError('path.pretrain_network_g is required for testing (a checkpoint or weights file).')
+    weights = f"pretrain_network_{lookup(MODEL_REGISTRY, opt['model_type']).main_network}"
+    if not opt['path'].get(weights):
+        raise OptionsError(f'path.{weights} is required for testing (a checkpoint or weights file).')
     if not opt.get('datasets'):
         raise OptionsError('datasets: none given; a test run needs at least one dataset to test on.')
     logger = setup_logger(None, dist_info.is_main)  # lines are held until the results folder exists
@@ -83,7 +84,11 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
                           save_comparison=val_opt['save_comparison'])
         out[name] = result
         if dist_info.is_main:
-            table = results_markdown(f"{opt['name']} on {name}", result)
+            title = f"{opt['name']} on {name}"
+            if model.results_label:  # how the outputs were chosen (DARSR's selection), in every table
+                result['label'] = model.results_label
+                title += f' ({model.results_label})'
+            table = results_markdown(title, result)
             (folder).mkdir(parents=True, exist_ok=True)
             (folder / 'results.md').write_text(table)
             (folder / 'results.json').write_text(json.dumps(result, indent=2))

@@ -61,6 +61,8 @@ class BaseModel:
         'compile': Value(bool, False),  # torch.compile the training forward (validation runs eager)
         'cudnn_benchmark': Value(bool, False),  # cuDNN autotuning; not bit-reproducible across runs
     }
+    # the network every option file of this model must define (network_<x>) and a test loads (pretrain_network_<x>)
+    main_network = 'g'
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         self.opt = opt
@@ -178,6 +180,15 @@ class BaseModel:
         has one (a teacher that sees HR uses it); ``name`` is a stable key of the image (a per-image
         method seeds its optimisation from it)."""
         raise NotImplementedError
+
+    def extra_outputs(self) -> dict[str, torch.Tensor]:
+        """Other images of the last :meth:`infer` call (a per-image method's corrected LR, ...): key -> (1, C,
+        H, W) in [0, 1]. The evaluation saves each beside the SR image (``<image>_<key>.png``) and scores
+        those of the SR image's size like it (columns ``<key>_<metric>``)."""
+        return {}
+
+    # what the results tables say about how this model's outputs were chosen ('' : nothing to say)
+    results_label = ''
 
     def degrade_for_eval(self, gt: torch.Tensor, name: str) -> torch.Tensor:
         """The LR image of an HR-only evaluation image, reproducible from its name."""
