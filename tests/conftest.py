@@ -18,6 +18,7 @@ import blindsr  # noqa: F401  (compat shim + registrations before any basicsr im
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('BLINDSR_SHARED', REPO.parent / 'shared'))
 DATA = Path(os.environ.setdefault('BLINDSR_DATA', str(SHARED / 'data')))
+WEIGHTS = Path(os.environ.setdefault('BLINDSR_WEIGHTS', str(SHARED / 'weights' / 'darsr')))  # the real authors' files here
 
 
 @pytest.fixture(autouse=True)
