@@ -166,3 +166,20 @@ def test_plot_embeddings_compares_cdsr_runs(tmp_path, photo_dirs):
                            '--hr', str(photo_dirs['train']), '--patch', '16', '--out', str(tmp_path / 'map.png')])
     assert set(agreement) == {'degradation', 'content'} and all(0 <= a <= 1 for a in agreement.values())
     assert (tmp_path / 'map_degradation.png').is_file() and (tmp_path / 'map_content.png').is_file()
+
+
+def test_ddp_ranks_stay_identical_through_the_freeze(tmp_path, photo_dirs):
+    """Under torchrun the network is wrapped anew when the encoder freezes (DDP then expects gradients for G
+    only); both ranks keep identical weights, with pairs across each rank's batch (positives: degradation)."""
+    from test_dasr_model import dasr_options
+    from test_train import train_two_ranks
+
+    opt_path = dasr_options(tmp_path, photo_dirs, 'ddp', 'joint', total_iter=3, freeze_encoder_iter=1,
+                            positives='degradation')
+    net = yaml.safe_dump({'type': 'CDSR', 'scale': 2, **TINY}, default_flow_style=True).strip()
+    _, ranks = train_two_ranks(tmp_path, opt_path, f'network_g={net}', 'datasets.train.dataset_enlarge_ratio=4')
+    for name in ('net_g', 'moco'):  # BatchNorm running statistics stay per rank, as usual under DDP
+        assert all(torch.equal(ranks[0][name][k], ranks[1][name][k]) for k in ranks[0][name] if 'running_' not in k)
+    assert int(ranks[0]['moco']['queue_ptr']) == 4  # one MoCo step (iteration 1) x 2 ranks x 2 keys
+    log = next((tmp_path / 'experiments' / 'ddp').glob('train_ddp_*.log')).read_text()
+    assert 'the degradation encoder is frozen' in log
