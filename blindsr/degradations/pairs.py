@@ -2,8 +2,8 @@
 positive of each query patch.
 
 A training batch holds two HR patches per image, ``gt`` (B, 2, 3, H, W); patch 0 is the query, patch 1
-the key. ``positives`` chooses what the key shares with its query (CDSR's ablation, Zhou et al. ACM MM
-2022, Table 1 of the repository's figures):
+the key. ``positives`` chooses what the key shares with its query (the ablation of CDSR, Zhou et al., ACM MM
+2022, on what the embedding learns):
 
 - ``content_degradation`` (the default, DASR's and CDSR's training): the same image, the same
   degradation (the pipeline's paired mode);
