@@ -19,11 +19,11 @@ import hashlib
 
 import pytest
 import torch
+from conftest import REPO
+from test_dasr_arch import filled
 
 from blindsr.archs.cdsr_arch import CDSR
 from blindsr.checkpoint import load_pretrained
-from conftest import REPO
-from test_dasr_arch import filled
 
 AUTHORS = {  # scale -> recorded values (SR in 0..255)
     2: {'sha256': '63ac90ed65d36c8a317c40002e86bd4455bb3e67cca218b9d27673b353b8faad', 'mean': 66.01278102848678,

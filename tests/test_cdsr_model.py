@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO
+from test_dasr_arch import filled
+from test_testsets import load_script
 
 from blindsr import test as test_entry
 from blindsr.archs.cdsr_arch import CDSR
@@ -18,9 +21,6 @@ from blindsr.degradations.degrader import Degrader
 from blindsr.degradations.pairs import POSITIVES, contrastive_pairs
 from blindsr.options import load_options
 from blindsr.registry import MODEL_REGISTRY
-from conftest import REPO
-from test_dasr_arch import filled
-from test_testsets import load_script
 
 TINY = {'num_feat': 8, 'num_grow_ch': 4, 'num_block': 1, 'enc_feat': 8, 'bank_size': 16}
 
