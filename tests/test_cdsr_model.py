@@ -25,7 +25,7 @@ from blindsr.registry import MODEL_REGISTRY
 TINY = {'num_feat': 8, 'num_grow_ch': 4, 'num_block': 1, 'enc_feat': 8, 'bank_size': 16}
 
 
-def model_for(tmp_path: Path, net: dict, scale: int = 2, queue: int = 16, **train) -> torch.nn.Module:
+def model_for(tmp_path: Path, net: dict, scale: int = 2, queue: int = 16, **train):
     """A training DASRModel for ``network_g`` ``{type: CDSR, **net}`` (data given by hand)."""
     opt = {'name': 'cdsr', 'model_type': 'DASRModel', 'scale': scale, 'manual_seed': 1,
            'degradation': {'type': 'classic', 'preset': 'cdsr_manet', 'kernel': 'aniso'},
