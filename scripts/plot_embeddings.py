@@ -1,15 +1,22 @@
-"""Where the DASR encoder puts LR patches: a 2-D map of representations coloured by degradation.
+"""Where a contrastive degradation encoder (DASR, CDSR) puts LR patches: a 2-D map of representations
+coloured by degradation, and how well nearest neighbours agree on the degradation.
 
-    python scripts/plot_embeddings.py --weights experiments/dasr_x4_iso_stage1/models/net_g_final.pth \\
+    python scripts/plot_embeddings.py --weights experiments/dasr_x4_iso_stage1/models/net_g_final.pth \
         --scale 4 --hr $BLINDSR_DATA/BSD100 --out embeddings.png [--sigmas 0.2 1.2 2.4 3.6] [--noise 0]
+    python scripts/plot_embeddings.py --arch CDSR --scale 4 --hr $BLINDSR_DATA/BSD100 --out cdsr.png \
+        --weights cd.pth d.pth c.pth --labels content_degradation degradation content
 
-For each of K isotropic kernel widths (DASR's degradation: ``classic`` preset ``dasr``), LR patches of
-``--patch`` pixels are cut from the degraded HR images and encoded; the pooled representations are
-projected to 2-D with t-SNE when scikit-learn is installed, else PCA, and drawn as dots coloured by
-width (the paper's clustering figure). Also printed: the share of patches whose nearest other patch in
-representation space (cosine) has the same degradation, a number to watch rise during stage 1
-(chance = 1/K). ``--weights`` is any file ``blindsr.load_pretrained`` reads (a blindsr run, the
-authors' ``model_600.pt``); ``--net`` passes DASR constructor options as YAML.
+For each of K isotropic kernel widths (the arch's degradation: ``classic`` preset ``dasr`` for DASR, whose
+widths are standard deviations, ``cdsr_manet`` for CDSR, whose widths are variances; ``--preset``
+overrides), LR patches of ``--patch`` pixels are cut from the degraded HR images and encoded (DASR: the
+pooled representation; CDSR: the codebook-compressed embedding its generator consumes); the vectors
+are projected to 2-D with t-SNE when scikit-learn is installed, else PCA, and drawn as dots coloured by
+width (the papers' clustering figures). Also printed: the share of patches whose nearest other patch
+(cosine) has the same degradation, a number to watch rise during training (chance = 1/K). Several
+``--weights`` (e.g. one run per ``train.positives`` setting, named by ``--labels``) are compared on the
+same patches, one map each (``--out`` with the label appended). ``--weights`` is any file
+``blindsr.load_pretrained`` reads (a blindsr run, the authors' files); ``--net`` passes constructor
+options as YAML.
 """
 
 from __future__ import annotations
@@ -23,26 +30,29 @@ import torch
 import torch.nn.functional as F
 
 import blindsr  # noqa: F401
-from blindsr.archs.dasr_arch import DASR
 from blindsr.checkpoint import load_pretrained
 from blindsr.data.image_io import list_images, read_image, to_tensor
 from blindsr.degradations.classic import PRESETS, classic_kernels, degrade_classic
 from blindsr.options import parse_yaml
+from blindsr.registry import ARCH_REGISTRY
+
+ARCH_PRESETS = {'DASR': 'dasr', 'CDSR': 'cdsr_manet'}  # the degradation each arch is trained on
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # RGB
 
 
 @torch.no_grad()
-def representations(net: DASR, hr_images: list[torch.Tensor], scale: int, sigmas: list[float], noise: float,
-                    patch: int, per_image: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def representations(net: torch.nn.Module, hr_images: list[torch.Tensor], scale: int, sigmas: list[float],
+                    noise: float, patch: int, per_image: int, seed: int,
+                    preset: str = 'dasr') -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) representations and (N,) degradation indices: ``per_image`` random patches per image and width."""
     generator = torch.Generator().manual_seed(seed)
     feats, labels = [], []
     for k, sigma in enumerate(sigmas):
-        kernel = classic_kernels(PRESETS['dasr'], scale, sigma, sigma)
+        kernel = classic_kernels(PRESETS[preset], scale, sigma, sigma)
         for hr in hr_images:
-            lr = degrade_classic(hr[None], kernel, noise, scale, PRESETS['dasr'], generator)[0]
+            lr = degrade_classic(hr[None], kernel, noise, scale, PRESETS[preset], generator)[0]
             h, w = lr.shape[-2:]
             tops = torch.randint(0, h - patch + 1, (per_image,), generator=generator).tolist()
             lefts = torch.randint(0, w - patch + 1, (per_image,), generator=generator).tolist()
@@ -85,13 +95,18 @@ def draw(points: np.ndarray, labels: torch.Tensor, names: list[str], title: str,
     return canvas
 
 
-def main(argv: list[str] | None = None) -> float:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """The nearest-neighbour agreement per weights file (by label)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--weights', required=True)
+    parser.add_argument('--weights', required=True, nargs='+')
+    parser.add_argument('--labels', nargs='+', help='a name per weights file (default: the file names)')
+    parser.add_argument('--arch', default='DASR', choices=sorted(ARCH_PRESETS))
     parser.add_argument('--scale', type=int, default=4)
-    parser.add_argument('--net', default='{}', help='DASR constructor options as YAML (default: published)')
+    parser.add_argument('--net', default='{}', help='constructor options of the arch as YAML (default: published)')
     parser.add_argument('--hr', required=True, help='folder of HR images')
-    parser.add_argument('--sigmas', type=float, nargs='+', default=[0.2, 1.2, 2.4, 3.6])
+    parser.add_argument('--preset', choices=sorted(PRESETS), help="the degradation (default: the arch's)")
+    parser.add_argument('--sigmas', type=float, nargs='+',
+                        help='kernel widths (default: DASR 0.2 1.2 2.4 3.6 std; CDSR 1, 1 + s, 1 + 2s variances)')
     parser.add_argument('--noise', type=float, default=0.0)
     parser.add_argument('--patch', type=int, default=48, help='LR patch size')
     parser.add_argument('--per-image', type=int, default=4)
@@ -99,9 +114,13 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='embeddings.png')
     args = parser.parse_args(argv)
+    labels = args.labels or [Path(w).stem for w in args.weights]
+    if len(labels) != len(args.weights):
+        raise ValueError(f'{len(args.weights)} weights files but {len(labels)} labels')
+    preset = args.preset or ARCH_PRESETS[args.arch]
+    s = args.scale
+    sigmas = args.sigmas or ([0.2, 1.2, 2.4, 3.6] if preset != 'cdsr_manet' else [1.0, 1.0 + s, 1.0 + 2 * s])
 
-    net = DASR(args.scale, **parse_yaml(args.net)).eval()
-    load_pretrained(net, args.weights)
     size = args.patch * args.scale
     hr_images = []
     for path in list_images(args.hr)[:args.images]:
@@ -111,18 +130,26 @@ def main(argv: list[str] | None = None) -> float:
             hr_images.append(to_tensor(img[:h, :w]))
     if not hr_images:
         raise ValueError(f'no image in {args.hr} is at least {size} px (--patch {args.patch} x scale {args.scale})')
-    feats, labels = representations(net, hr_images, args.scale, args.sigmas, args.noise, args.patch,
-                                     args.per_image, args.seed)
-    agreement = nearest_neighbour_agreement(feats, labels)
-    points, method = project(feats, args.seed)
-    names = [f'sigma {s:g}' for s in args.sigmas]
-    title = f'{method} of DASR representations; nearest-neighbour agreement {agreement:.2f} (chance {1 / len(names):.2f})'
-    image = draw(points, labels, names, title)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, image[..., ::-1])
-    print(f'{len(labels)} patches, {len(names)} degradations: nearest-neighbour agreement {agreement:.3f} '
-          f'(chance {1 / len(names):.3f}); {method} map -> {args.out}')
-    return agreement
+    names = [f'sigma {v:g}' for v in sigmas]
+    results = {}
+    for weights, label in zip(args.weights, labels):
+        net = ARCH_REGISTRY.get(args.arch)(args.scale, **parse_yaml(args.net)).eval()
+        load_pretrained(net, weights)
+        feats, kinds = representations(net, hr_images, args.scale, sigmas, args.noise, args.patch, args.per_image,
+                                       args.seed, preset)
+        agreement = nearest_neighbour_agreement(feats, kinds)
+        points, method = project(feats, args.seed)
+        title = (f'{method} of {args.arch} {label}; nearest-neighbour agreement {agreement:.2f} '
+                 f'(chance {1 / len(names):.2f})')
+        out = Path(args.out)
+        if len(args.weights) > 1:
+            out = out.with_name(f'{out.stem}_{label}{out.suffix}')
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out), draw(points, kinds, names, title)[..., ::-1])
+        print(f'{label}: {len(kinds)} patches, {len(names)} degradations ({preset}): nearest-neighbour agreement '
+              f'{agreement:.3f} (chance {1 / len(names):.3f}); {method} map -> {out}')
+        results[label] = agreement
+    return results
 
 
 if __name__ == '__main__':

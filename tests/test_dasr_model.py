@@ -127,9 +127,9 @@ def test_plot_embeddings_draws_a_map(tmp_path, photo_dirs):
     spec.loader.exec_module(plot)
     tiny = {k: v for k, v in NET.items() if k not in ('type', 'scale')}
     torch.save(DASR(2, **tiny).state_dict(), tmp_path / 'w.pt')
-    agreement = plot.main(['--weights', str(tmp_path / 'w.pt'), '--scale', '2', '--net', str(tiny),
-                           '--hr', str(photo_dirs['train']), '--patch', '16', '--sigmas', '0.2', '2.0',
-                           '--out', str(tmp_path / 'map.png')])
+    (agreement, ) = plot.main(['--weights', str(tmp_path / 'w.pt'), '--scale', '2', '--net', str(tiny),
+                               '--hr', str(photo_dirs['train']), '--patch', '16', '--sigmas', '0.2', '2.0',
+                               '--out', str(tmp_path / 'map.png')]).values()
     assert 0 <= agreement <= 1
     from blindsr.data.image_io import read_image
     assert read_image(tmp_path / 'map.png').shape == (640, 640, 3)

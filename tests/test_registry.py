@@ -23,6 +23,8 @@ TINY = {
                   'act_type': {2: 'prelu', 3: 'relu', 4: 'lrelu'}[s]} for s in (2, 3, 4)},
     'SRFBN_S': {s: {'scale': s, 'num_features': 8} for s in (2, 3, 4)},
     'DASR': {s: {'scale': s, 'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8} for s in (2, 3, 4)},
+    'CDSR': {s: {'scale': s, 'num_feat': 8, 'num_grow_ch': 4, 'num_block': 1, 'enc_feat': 8, 'bank_size': 16}
+             for s in (2, 3, 4)},
     'KDSR': {s: {'scale': s, 'n_feats': 8, 'n_blocks': 2, 'n_encoder_res': 1} for s in (2, 3, 4)},
     'KDSRTeacher': {s: {'scale': s, 'n_feats': 8, 'n_blocks': 2, 'n_encoder_res': 1} for s in (2, 3, 4)},
 }
@@ -79,7 +81,7 @@ def test_per_image_arch_forward_backward(name):
 def test_arch_forward_backward(name, scale, kwargs):
     net = build(ARCH_REGISTRY, {'type': name, **kwargs})
     x = torch.rand(2, 3, 16, 16)
-    if name == 'DASR':  # the encoder's MLP head only feeds the contrastive loss
+    if name in ('DASR', 'CDSR'):  # the encoder's MLP head only feeds the contrastive loss
         out, _, embedding = net(x, embedding=True)
         loss = out.abs().mean() + embedding.abs().mean()
     elif name == 'KDSRTeacher':  # its estimator also sees the HR image

@@ -136,6 +136,7 @@ def test_per_sample_degradation_in_dataloader_workers(tmp_path, photo_dirs):
 
 
 TINY_NETS = {'BSRNet': {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
+             'CDSR': {'num_feat': 8, 'num_grow_ch': 4, 'num_block': 1, 'enc_feat': 8, 'bank_size': 16},
              'DASR': {'num_feat': 8, 'num_group': 1, 'num_block': 1, 'enc_feat': 8},
              'KDSR': {'n_feats': 8, 'n_blocks': 1, 'n_encoder_res': 1},
              'KDSRTeacher': {'n_feats': 8, 'n_blocks': 1, 'n_encoder_res': 1},

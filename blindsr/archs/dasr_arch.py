@@ -86,12 +86,13 @@ class _DAConv(DynamicDepthwiseConv):
 
 
 class _DABlock(nn.Module):
-    """DA conv, LReLU, 3x3 conv, LReLU, DA conv, LReLU, 3x3 conv; plus the input."""
+    """DA conv, LReLU, 3x3 conv, LReLU, DA conv, LReLU, 3x3 conv; plus the input. ``da_conv``: the
+    conditioned conv's class (CDSR's FuseBLK is this block with its domain-query attention conv)."""
 
-    def __init__(self, channels: int, deg_dim: int, reduction: int):
+    def __init__(self, channels: int, deg_dim: int, reduction: int, da_conv: type[nn.Module] = _DAConv):
         super().__init__()
-        self.da_conv1 = _DAConv(channels, deg_dim, reduction)
-        self.da_conv2 = _DAConv(channels, deg_dim, reduction)
+        self.da_conv1 = da_conv(channels, deg_dim, reduction)
+        self.da_conv2 = da_conv(channels, deg_dim, reduction)
         self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
 
