@@ -4,7 +4,6 @@ their tables, and the embedding map script reads CDSR runs."""
 
 from __future__ import annotations
 
-
 import importlib.util
 import json
 from pathlib import Path
