@@ -300,11 +300,12 @@ def test_darsr_recipes(tmp_path, recipe):
                                             'runs': 1, 'eval_start': 4, 'eval_every': 4}.items()},
             **{f'network_sr.{k}': v for k, v in tiny.items()}}
     args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
-    results = test_entry.main(['-opt', str(recipe), *args])[dataset]
+    run_name = f"{dataset}_{opt['datasets'][dataset]['setting']}"  # a test set's setting names the run
+    results = test_entry.main(['-opt', str(recipe), *args])[run_name]
     assert {'psnr', 'ssim', 'baseline_psnr', 'baseline_ssim', 'time_s'} <= set(results['mean'])
     selection = opt.get('darsr', {}).get('selection', 'final')
     assert selection in results['label'].lower()
-    folder = tmp_path / 'results' / dataset
+    folder = tmp_path / 'results' / run_name
     for name in ('astronaut', 'coffee'):
         sr = read_image(folder / f'{name}.png')
         assert sr.shape == (72 * scale,) * 2 + (3, )
