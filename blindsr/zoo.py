@@ -77,6 +77,10 @@ _DASR = 'https://github.com/The-Learning-And-Vision-Atelier-LAVA/DASR/blob/51524
 _KDSR = 'https://github.com/Zj-BinXia/KDSR (README: Google Drive links)'
 _KAIR = 'https://github.com/cszn/KAIR/releases/download/v1.0'
 _DARSR = 'https://github.com/edbca/DARSR/blob/16b5b00/SRFBN'
+_CDSR = 'https://github.com/ZhouYiiFeng/CDSR (README: BaiduYunPan link, extraction code vywq)'
+_CDSR_FILE = 'model_{epoch}_psnr_{psnr}.pt'  # the authors' pattern; their README names only the x2 file
+_CDSR_SOURCE = ('CDSR paper Table 2 (README Figs/table1.PNG; PSNR/SSIM on Y, shave = scale) on MANet\'s nine '
+                'anisotropic kernels per image')
 _NINE = [f'kernel{i}' for i in range(1, 10)]  # the authors' nine pictured kernels; their parameters are unpublished
 
 _ENTRIES = [
@@ -136,6 +140,26 @@ _ENTRIES = [
     Pretrained('kdsr_t_rec_x4', 'KDSRTeacher', {'scale': 4, 'n_feats': 128, 'n_blocks': 42, 'n_encoder_res': 6},
                (0, 1), _KDSR, 'KDSRT-rec.pth', layout='BasicSR params/params_ema',
                notes='KDSR-GAN\'s teacher: needs the HR image, so it only evaluates, it does not upscale'),
+    Pretrained('cdsr_x2', 'CDSR', {'scale': 2}, (0, 255), _CDSR, 'model_492_psnr_36.17.pt',
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('manet9', ['mean'], {
+                   'Set5': [(36.17, 0.9428)], 'Set14': [(32.14, 0.8841)], 'BSD100': [(31.02, 0.8643)],
+                   'Urban100': [(29.57, 0.8851)]}), source_of_numbers=_CDSR_SOURCE),
+    Pretrained('cdsr_x3', 'CDSR', {'scale': 3}, (0, 255), _CDSR, _CDSR_FILE,
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('manet9', ['mean'], {
+                   'Set5': [(33.81, 0.9192)], 'Set14': [(29.95, 0.8275)], 'BSD100': [(28.81, 0.7922)],
+                   'Urban100': [(27.44, 0.8329)]}), source_of_numbers=_CDSR_SOURCE),
+    # at x4 the protocol manet9 holds noise 0 and 15 together; Table 2 averages each noise level on its own
+    Pretrained('cdsr_x4', 'CDSR', {'scale': 4}, (0, 255), _CDSR, _CDSR_FILE,
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('cdsr_table2', ['noise0_mean'], {
+                   'Set5': [(31.63, 0.8885)], 'Set14': [(28.31, 0.7746)], 'BSD100': [(27.38, 0.7311)],
+                   'Urban100': [(25.75, 0.7783)]}),
+               source_of_numbers=_CDSR_SOURCE + ': the mean of manet9\'s noise0_* settings'),
+    Pretrained('cdsr_x4_noise15', 'CDSR', {'scale': 4}, (0, 255), _CDSR, _CDSR_FILE,
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('cdsr_table2', ['noise15_mean'], {
+                   'Set5': [(27.70, 0.7947)], 'Set14': [(25.81, 0.6757)], 'BSD100': [(25.33, 0.6277)],
+                   'Urban100': [(23.60, 0.6761)]}),
+               source_of_numbers=_CDSR_SOURCE + ': the mean of manet9\'s noise15_* settings',
+               notes='trained with noise 0-15 (the x4 noise row of Table 2)'),
     Pretrained('bsrnet_x4', 'BSRNet', {'scale': 4}, (0, 1), f'{_KAIR}/BSRNet.pth', 'BSRNet.pth'),
     Pretrained('bsrgan_x4', 'BSRNet', {'scale': 4}, (0, 1), f'{_KAIR}/BSRGAN.pth', 'BSRGAN.pth',
                reported=(Reported('AIM2019', 'real', 'paired', 24.20, 0.6904, 0.4048),
