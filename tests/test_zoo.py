@@ -123,7 +123,7 @@ def test_zoo_entries_build_and_match_their_detection():
     found = detect(state_dict('dasr_x4_iso'))
     assert matching(found) == ['dasr_x4_iso', 'dasr_x4_aniso_noise']
     assert matching(detect(state_dict('kdsr_s_gan_x4'))) == ['kdsr_s_gan_x4', 'kdsr_s_ganv2_x4', 'kdsr_s_rec_x4']
-    assert matching(detect(state_dict('srfbn_s_x4'))) == ['srfbn_s_x4']
+    assert matching(detect(state_dict('srfbn_s_x4'))) == ['srfbn_s_x4', 'darsr_srfbn_s_x4']  # DARSR's file is SRFBN-S's
     assert matching(detect(state_dict('cdsr_x4'))) == ['cdsr_x4', 'cdsr_x4_noise15']
 
 
