@@ -212,3 +212,24 @@ def test_darsr_adapts_once_per_image_then_tiles_its_sr_step(tmp_path, monkeypatc
         main(['-i', str(src), '-o', str(tmp_path / 'x'), '--weights', str(weights), *short])
     with pytest.raises(ValueError, match='DARSR trains on each image, in fp32 only'):
         main([*common, '-o', str(tmp_path / 'x'), '--dtype', 'bf16'])
+
+
+def test_cdsr_file_is_detected_and_embedded_once_across_tiles(tmp_path, monkeypatch, capsys):
+    """A CDSR file in the authors' raw G.*/E.encoder_q.* layout: detected, upscaled as the net does; tiled, its
+    embedding is computed once per image."""
+    from blindsr.archs.cdsr_arch import CDSR
+
+    net = tiny('CDSR', scale=2, num_feat=8, num_grow_ch=4, num_block=1, enc_feat=4, bank_size=8)
+    weights = tmp_path / 'model_1_psnr_20.00.pt'
+    torch.save(net.state_dict(), weights)
+    cv2.imwrite(str(tmp_path / 'x.png'), photo(32)[..., ::-1])
+    main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'out'), '--weights', str(weights)])
+    assert np.abs(cv2.imread(str(tmp_path / 'out' / 'x.png'))[..., ::-1] - expected(net, photo(32), 255)).max() <= 1
+    embeds = []
+    real = CDSR.embed
+    monkeypatch.setattr(CDSR, 'embed', lambda self, lq: (embeds.append(lq.shape), real(self, lq))[1])
+    main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'tiled'), '--weights', str(weights),
+          '--tile', '28', '--tile-overlap', '12'])
+    err = capsys.readouterr().err
+    assert "CDSR x2 {'scale': 2, 'num_feat': 8" in err and '4 tiles' in err
+    assert embeds == [(1, 3, 32, 32)]
