@@ -301,6 +301,7 @@ def test_darsr_recipes(tmp_path, recipe):
                                             'runs': 1, 'eval_start': 4, 'eval_every': 4}.items()},
             **{f'network_sr.{k}': v for k, v in tiny.items()}}
     args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
+    dataset = f"{dataset}_{opt['datasets'][dataset]['setting']}"  # a TestSetFolder's dataset per setting
     results = test_entry.main(['-opt', str(recipe), *args])[dataset]
     assert {'psnr', 'ssim', 'baseline_psnr', 'baseline_ssim', 'time_s'} <= set(results['mean'])
     selection = opt.get('darsr', {}).get('selection', 'final')
