@@ -233,3 +233,16 @@ def _srfbn(sd: StateDict) -> tuple[str, dict] | None:
     widths = {'num_features': sd['feat_in.0.weight'].shape[0],
               'num_groups': _count(sd, r'block\.upBlocks\.(\d+)\.0\.weight')}
     return ('SRFBN_S', args) if widths == {'num_features': 32, 'num_groups': 3} else ('SRFBN', {**args, **widths})
+
+
+@signature('CDSR', 'G.conv_first.weight', 'G.RRDB_trunk.0.SFT.fc.0.weight', 'G.upsampler.0.weight',
+           'E.encoder_q.pconv1.conv1.weight', layout='CDSR names (G.*, E.encoder_q.*)')
+def _cdsr(sd: StateDict) -> dict | None:
+    scale = {12: 2, 27: 3, 48: 4}.get(sd['G.upsampler.0.weight'].shape[0])  # one conv to 3 s^2 channels
+    num_feat = sd['G.conv_first.weight'].shape[0]
+    return None if scale is None else {
+        'scale': scale, 'num_feat': num_feat, 'num_grow_ch': sd['G.RRDB_trunk.0.RDB1.conv1.weight'].shape[0],
+        'num_block': _count(sd, r'G\.RRDB_trunk\.(\d+)\.RDB1\.conv1\.weight'),
+        'enc_feat': sd['E.encoder_q.conv1.conv1.weight'].shape[0],
+        'bank_size': sd['E.encoder_q.feature_bank.weight'].shape[0],
+        'reduction': num_feat // sd['G.RRDB_trunk.0.SFT.dab.da_conv1.ca.conv_du.0.weight'].shape[0]}

@@ -5,7 +5,10 @@ the same name and format. The network comes from a weights file in any layout bl
 arguments detected from its keys and shapes (:mod:`blindsr.detect`), or from a zoo entry
 (:mod:`blindsr.zoo`) whose file is given with ``--weights`` or found in ``$BLINDSR_WEIGHTS``; nothing is
 downloaded. ``--tile`` bounds memory (:func:`blindsr.tiling.upscale`: methods with a global degradation
-estimate embed the whole image once and share it across tiles).
+estimate embed the whole image once and share it across tiles). A zoo entry with a per-image adapter
+(``--model darsr_srfbn_s_x4``: DARSR around SRFBN-S) adapts to each whole image first (the ``darsr:``
+options, the published settings unless ``--darsr KEY=VALUE`` changes them, e.g. ``--darsr iters=60``), then
+its SR step is tiled; it runs in fp32.
 
 Pixels keep their kind: 16-bit images are written 16-bit, gray images gray, and an alpha channel is
 upscaled separately by the same network, as a gray image (a constant alpha stays constant). One image
@@ -21,6 +24,7 @@ import argparse
 import copy
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +35,11 @@ from blindsr.checkpoint import load_pretrained
 from blindsr.data.image_io import IMAGE_EXTENSIONS, list_images, read_raw, to_rgb_float, to_tensor, write_raw
 from blindsr.detect import build, detect
 from blindsr.evaluation import ImagesFailed
+from blindsr.models.darsr_model import OPTIONS as DARSR_OPTIONS
+from blindsr.models.darsr_model import DARSRAdapter
+from blindsr.options import parse_yaml
 from blindsr.registry import ARCH_REGISTRY
+from blindsr.schema import Context
 from blindsr.tiling import upscale
 from blindsr.zoo import get, local_weights
 
@@ -51,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--tile-overlap', type=int, default=32, help='context pixels around each tile (default 32)')
     p.add_argument('--dtype', choices=DTYPES, default='fp32')
     p.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument('--darsr', action='append', default=[], metavar='KEY=VALUE',
+                   help="a DARSR model's darsr: option (repeatable), e.g. iters=60 dsem_iters=50 crop_size=48 for a "
+                        'short CPU run, filters=kernel_72_k5.pkl for the authors\' dictionary')
     args = p.parse_args(argv)
     if not args.weights and not args.model:
         p.error('give --weights FILE (any blindsr, BasicSR or authors\' file: the arch is detected) '
@@ -60,14 +71,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_network(weights: Path | None, model: str | None) -> tuple[nn.Module, int, str]:
-    """The network in eval mode on the CPU, its scale and a line describing it."""
+def load_network(weights: Path | None, model: str | None, darsr: Sequence[str] = ()) -> tuple[nn.Module, int, str]:
+    """The network in eval mode on the CPU (wrapped in its zoo entry's per-image adapter, if any), its scale
+    and a line describing it. ``darsr``: ``KEY=VALUE`` overrides of a DARSR entry's ``darsr:`` options."""
+    adapter = None
     if model:
         entry = get(model)
         weights = weights or local_weights(model)
         net = ARCH_REGISTRY.get(entry.arch)(**entry.args)
         loaded = load_pretrained(net, weights)
         arch, args, scale, source = entry.arch, dict(entry.args), entry.scale, f'{model}: {loaded.source}'
+        adapter = entry.adapter
     else:
         found = detect(weights)
         net = build(found)
@@ -75,7 +89,26 @@ def load_network(weights: Path | None, model: str | None) -> tuple[nn.Module, in
     if arch == 'KDSRTeacher':
         raise ValueError(f'{weights} holds a KDSR teacher, which needs the HR image to estimate the degradation: '
                          'it evaluates, it does not upscale. Use a KDSR student (its E_st estimator sees LR only).')
-    return net.eval(), scale, f'{arch} x{scale} {args} from {source}'
+    what = f'{arch} x{scale} {args} from {source}'
+    if darsr and adapter != 'DARSR':
+        raise ValueError(f'--darsr sets the options of a DARSR model (--model darsr_srfbn_s_x2/x4), not of {what}')
+    if adapter == 'DARSR':
+        opt = darsr_options(darsr)
+        net = DARSRAdapter(net, scale, opt, log=lambda line: print(f'    {line}', file=sys.stderr))
+        what = (f"DARSR ({opt['dsem_iters']} DSEM + {opt['iters']} joint iterations on {opt['crop_size']}-px crops "
+                f"per image, filters {opt['filters']}) around {what}")
+    return net.eval(), scale, what
+
+
+def darsr_options(items: Sequence[str]) -> dict:
+    """The ``darsr:`` section (published defaults) with ``KEY=VALUE`` items applied, values read as YAML."""
+    given = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ValueError(f'--darsr expects KEY=VALUE, got {item!r}')
+        given[key.strip()] = parse_yaml(value)
+    return DARSR_OPTIONS.resolve(given, 'darsr', Context('--darsr', is_train=False))
 
 
 def pick_device(name: str) -> torch.device:
@@ -169,7 +202,9 @@ def upscale_pixels(raw: np.ndarray, run: Upscaler, name: str) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     pairs = inputs_and_outputs(args.input, args.output)
-    net, scale, what = load_network(args.weights, args.model)
+    net, scale, what = load_network(args.weights, args.model, args.darsr)
+    if isinstance(net, DARSRAdapter) and args.dtype != 'fp32':
+        raise ValueError(f'--dtype {args.dtype}: DARSR trains on each image, in fp32 only (use --dtype fp32).')
     if args.scale is not None and args.scale != scale:
         raise ValueError(f'--scale {args.scale} asked, but the network is x{scale} ({what}).')
     device = pick_device(args.device)

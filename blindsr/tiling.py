@@ -5,9 +5,9 @@
 - :func:`upscale` is method-aware. A net with a global degradation estimate (it has
   ``embed(lq) -> embedding`` and ``restore(lq, embedding) -> sr``: DASR, the KDSR student) is
   embedded once per image and every tile is restored with that one embedding, so all tiles share
-  the estimate the untiled net would use; any other net is a feed-forward net and tiles plainly.
-  A per-image adapter (e.g. DARSR) adapts on the whole image itself, then calls :func:`tiled` with
-  its SR step as ``fn``.
+  the estimate the untiled net would use; a per-image adapter (it has ``adapt(lq) -> fn``: DARSR)
+  adapts on the whole image once and its SR step ``fn`` is tiled; any other net is a feed-forward
+  net and tiles plainly.
 
 Blending is crop-the-margins, not a smooth window: tiles overlap, and each output pixel is taken
 from exactly one tile, the one whose border is farthest from it (the seam between two tiles is in
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['EMBED_SIZE', 'GlobalEstimateSR', 'tiled', 'upscale']
+__all__ = ['EMBED_SIZE', 'GlobalEstimateSR', 'PerImageAdapter', 'tiled', 'upscale']
 
 EMBED_SIZE = 512
 
@@ -55,6 +55,14 @@ class GlobalEstimateSR(Protocol):
     def embed(self, lq: Tensor) -> Any: ...
 
     def restore(self, lq: Tensor, embedding: Any) -> Tensor: ...
+
+
+@runtime_checkable
+class PerImageAdapter(Protocol):
+    """A per-image test-time method: ``adapt(lq)`` learns from the whole image and returns its local SR
+    step; ``forward(lq) == adapt(lq)(lq)``."""
+
+    def adapt(self, lq: Tensor) -> Callable[[Tensor], Tensor]: ...
 
 
 def _spans(n: int, tile: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -149,7 +157,8 @@ def upscale(net: nn.Module, lq: Tensor, scale: int, *, tile: int | None = None, 
 
     ``tile=None`` runs the net on the whole image (its own forward). With a tile size, a net with a
     global degradation estimate (:class:`GlobalEstimateSR`) is embedded once on the image (its centre
-    crop of :data:`EMBED_SIZE` if larger) and each tile restored with it; other nets tile plainly.
+    crop of :data:`EMBED_SIZE` if larger) and each tile restored with it; other nets tile plainly. A
+    :class:`PerImageAdapter` adapts on the whole image, tiled or not, and its SR step is run (tiled).
     ``overlap`` and ``progress`` as in :func:`tiled`. The caller puts the net in eval mode.
     """
     multiple = getattr(net, 'size_multiple', 1)
@@ -157,6 +166,8 @@ def upscale(net: nn.Module, lq: Tensor, scale: int, *, tile: int | None = None, 
         raise ValueError(f'upscale: {type(net).__name__}.size_multiple must be a positive int, got {multiple!r}')
     with torch.no_grad():
         fn = net
-        if tile is not None and isinstance(net, GlobalEstimateSR):
+        if isinstance(net, PerImageAdapter):
+            fn = net.adapt(lq)
+        elif tile is not None and isinstance(net, GlobalEstimateSR):
             fn = _restorer(net, net.embed(_pad_to(_embed_view(lq), multiple)))
         return tiled(_padded(fn, multiple, scale), lq, scale, tile=tile, overlap=overlap, progress=progress)

@@ -5,7 +5,8 @@ registered arch and its constructor arguments, the scale, the value range the au
 network (blindsr's archs always take and return RGB in [0, 1]; ``rgb_range`` converts), where the
 authors publish the file, its sha256 where known, and the numbers the authors report, each tagged
 with the blindsr test-set protocol and setting that reproduce it (``scripts/make_testsets.py``), or
-with the authors' own label where no protocol does.
+with the authors' own label where no protocol does. An entry with an ``adapter`` is a per-image test-time
+method around that network (DARSR: its file is the SR network's; ``blindsr.infer`` adapts to each image).
 
 Nothing is downloaded: a user fetches the file and passes it (``python -m blindsr.infer --model NAME
 --weights FILE``), or keeps it in the folder ``$BLINDSR_WEIGHTS`` as ``<name>.pth``/``.pt`` or under the
@@ -58,6 +59,11 @@ class Pretrained:
     reported: tuple[Reported, ...] = ()
     source_of_numbers: str = ''
     notes: str = ''
+    adapter: str | None = None  # a per-image test-time method around the network ('DARSR')
+
+    @property
+    def method(self) -> str:
+        return f'{self.adapter} around {self.arch}' if self.adapter else self.arch
 
     @property
     def scale(self) -> int:
@@ -77,6 +83,12 @@ _DASR = 'https://github.com/The-Learning-And-Vision-Atelier-LAVA/DASR/blob/51524
 _KDSR = 'https://github.com/Zj-BinXia/KDSR (README: Google Drive links)'
 _KAIR = 'https://github.com/cszn/KAIR/releases/download/v1.0'
 _DARSR = 'https://github.com/edbca/DARSR/blob/16b5b00/SRFBN'
+_CDSR = 'https://github.com/ZhouYiiFeng/CDSR (README: BaiduYunPan link, extraction code vywq)'
+_CDSR_FILE = 'model_{epoch}_psnr_{psnr}.pt'  # the authors' pattern; their README names only the x2 file
+_CDSR_SOURCE = ('CDSR paper Table 2 (README Figs/table1.PNG; PSNR/SSIM on Y, shave = scale) on MANet\'s nine '
+                'anisotropic kernels per image')
+_SRFBN_SHA = {2: 'dd2426939a8df95f8ad79591f98ce6c564a5311cb8194020f3cb391723210132',
+                 4: '7ae85e3c298e7ce5087f156ead06b7245a5564b6960611aa18d51bea77c97e7f'}
 _NINE = [f'kernel{i}' for i in range(1, 10)]  # the authors' nine pictured kernels; their parameters are unpublished
 
 _ENTRIES = [
@@ -136,6 +148,26 @@ _ENTRIES = [
     Pretrained('kdsr_t_rec_x4', 'KDSRTeacher', {'scale': 4, 'n_feats': 128, 'n_blocks': 42, 'n_encoder_res': 6},
                (0, 1), _KDSR, 'KDSRT-rec.pth', layout='BasicSR params/params_ema',
                notes='KDSR-GAN\'s teacher: needs the HR image, so it only evaluates, it does not upscale'),
+    Pretrained('cdsr_x2', 'CDSR', {'scale': 2}, (0, 255), _CDSR, 'model_492_psnr_36.17.pt',
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('manet9', ['mean'], {
+                   'Set5': [(36.17, 0.9428)], 'Set14': [(32.14, 0.8841)], 'BSD100': [(31.02, 0.8643)],
+                   'Urban100': [(29.57, 0.8851)]}), source_of_numbers=_CDSR_SOURCE),
+    Pretrained('cdsr_x3', 'CDSR', {'scale': 3}, (0, 255), _CDSR, _CDSR_FILE,
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('manet9', ['mean'], {
+                   'Set5': [(33.81, 0.9192)], 'Set14': [(29.95, 0.8275)], 'BSD100': [(28.81, 0.7922)],
+                   'Urban100': [(27.44, 0.8329)]}), source_of_numbers=_CDSR_SOURCE),
+    # at x4 the protocol manet9 holds noise 0 and 15 together; Table 2 averages each noise level on its own
+    Pretrained('cdsr_x4', 'CDSR', {'scale': 4}, (0, 255), _CDSR, _CDSR_FILE,
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('cdsr_table2', ['noise0_mean'], {
+                   'Set5': [(31.63, 0.8885)], 'Set14': [(28.31, 0.7746)], 'BSD100': [(27.38, 0.7311)],
+                   'Urban100': [(25.75, 0.7783)]}),
+               source_of_numbers=_CDSR_SOURCE + ': the mean of manet9\'s noise0_* settings'),
+    Pretrained('cdsr_x4_noise15', 'CDSR', {'scale': 4}, (0, 255), _CDSR, _CDSR_FILE,
+               layout='raw state dict (G.*, E.encoder_q.*)', reported=_rows('cdsr_table2', ['noise15_mean'], {
+                   'Set5': [(27.70, 0.7947)], 'Set14': [(25.81, 0.6757)], 'BSD100': [(25.33, 0.6277)],
+                   'Urban100': [(23.60, 0.6761)]}),
+               source_of_numbers=_CDSR_SOURCE + ': the mean of manet9\'s noise15_* settings',
+               notes='trained with noise 0-15 (the x4 noise row of Table 2)'),
     Pretrained('bsrnet_x4', 'BSRNet', {'scale': 4}, (0, 1), f'{_KAIR}/BSRNet.pth', 'BSRNet.pth'),
     Pretrained('bsrgan_x4', 'BSRNet', {'scale': 4}, (0, 1), f'{_KAIR}/BSRGAN.pth', 'BSRGAN.pth',
                reported=(Reported('AIM2019', 'real', 'paired', 24.20, 0.6904, 0.4048),
@@ -144,17 +176,25 @@ _ENTRIES = [
                                  'per image on RealSRSet only'),
     Pretrained('bsrgan_x2', 'BSRNet', {'scale': 2}, (0, 1), f'{_KAIR}/BSRGANx2.pth', 'BSRGANx2.pth'),
     Pretrained('srfbn_s_x2', 'SRFBN_S', {'scale': 2}, (0, 255), f'{_DARSR}/SRFBN-S_x2_BI.pth', 'SRFBN-S_x2_BI.pth',
-               sha256='dd2426939a8df95f8ad79591f98ce6c564a5311cb8194020f3cb391723210132',
+               sha256=_SRFBN_SHA[2],
                layout='raw state dict, module. prefixes', reported=_rows('bicubic', ['bicubic'], {
                    'Set5': [(37.78, 0.9597)], 'Set14': [(33.35, 0.9156)], 'BSD100': [(32.00, 0.8970)]}),
                source_of_numbers='SRFBN paper Table 3 (BI, PSNR/SSIM on Y, shave = scale)',
                notes='non-blind (bicubic); the network DARSR corrects for'),
     Pretrained('srfbn_s_x4', 'SRFBN_S', {'scale': 4}, (0, 255), f'{_DARSR}/SRFBN-S_x4_BI.pth', 'SRFBN-S_x4_BI.pth',
-               sha256='7ae85e3c298e7ce5087f156ead06b7245a5564b6960611aa18d51bea77c97e7f',
+               sha256=_SRFBN_SHA[4],
                layout='raw state dict, module. prefixes', reported=_rows('bicubic', ['bicubic'], {
                    'Set5': [(31.98, 0.8923)], 'Set14': [(28.45, 0.7779)], 'BSD100': [(27.44, 0.7313)]}),
                source_of_numbers='SRFBN paper Table 3 (BI, PSNR/SSIM on Y, shave = scale)',
                notes='non-blind (bicubic); the network DARSR corrects for'),
+    *(Pretrained(f'darsr_srfbn_s_x{s}', 'SRFBN_S', {'scale': s}, (0, 255), f'{_DARSR}/SRFBN-S_x{s}_BI.pth',
+                 f'SRFBN-S_x{s}_BI.pth', sha256=_SRFBN_SHA[s], layout='raw state dict, module. prefixes',
+                 adapter='DARSR',
+                 notes="DARSR (edbca/DARSR) around the bicubic SRFBN-S, whose file this is: per image, DSEM, a linear "
+                       "downsampler, its discriminator and DARM train on the image's crops (blindsr.infer --darsr "
+                       "KEY=VALUE sets the darsr: options; the authors' 5x5 dictionary is filters/kernel_72_k5.pkl of "
+                       "their repo). The authors report no table; their PSNRs pick the best iteration against the "
+                       'ground truth (darsr.selection oracle in blindsr.test)') for s in (2, 4)),
 ]
 
 ZOO: dict[str, Pretrained] = {p.name: p for p in _ENTRIES}
@@ -220,7 +260,7 @@ def table() -> str:
     for p in _ENTRIES:
         args = ', '.join(f'{k}={v}' for k, v in p.args.items() if k != 'scale') or '(defaults)'
         reported = f'{len(p.reported)} numbers' if p.reported else '-'
-        rows.append(f'| {p.name} | {p.arch} | x{p.scale} | {args} | {p.value_range[0]}..{p.value_range[1]} | '
+        rows.append(f'| {p.name} | {p.method} | x{p.scale} | {args} | {p.value_range[0]}..{p.value_range[1]} | '
                     f'{p.file} | {(p.sha256 or "-")[:12]} | {reported} |')
     return '\n'.join(rows)
 
@@ -228,7 +268,7 @@ def table() -> str:
 def entry_text(name: str) -> str:
     """One entry in full, its reported numbers as a table."""
     p = get(name)
-    lines = [f'{p.name}: {p.arch}({", ".join(f"{k}={v!r}" for k, v in p.args.items())})',
+    lines = [f'{p.name}: {p.method}({", ".join(f"{k}={v!r}" for k, v in p.args.items())})',
              f'  authors\' value range {p.value_range[0]}..{p.value_range[1]} (blindsr takes [0, 1])',
              f'  file {p.file} ({p.layout}) from {p.url}', f'  sha256 {p.sha256 or "unknown"}']
     lines += [f'  {p.notes}'] if p.notes else []

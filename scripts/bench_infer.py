@@ -34,8 +34,10 @@ def main() -> None:
     args = p.parse_args()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     names, seen = [], []
-    for entry in ZOO.values():  # one per distinct (arch, arguments); the KDSR teacher needs HR, it is skipped
-        if (entry.arch, dict(entry.args)) not in seen and entry.arch != 'KDSRTeacher':
+    # one per distinct (arch, arguments); the KDSR teacher needs HR, and a per-image adapter (DARSR) trains per
+    # image rather than running per megapixel: both are skipped
+    for entry in ZOO.values():
+        if (entry.arch, dict(entry.args)) not in seen and entry.arch != 'KDSRTeacher' and not entry.adapter:
             seen.append((entry.arch, dict(entry.args)))
             names.append(entry.name)
     names = args.only or names
@@ -59,7 +61,8 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
         sec = statistics.median(times)
         lr_mp = args.size ** 2 / 1e6
-        same = [n for n, e in ZOO.items() if n != name and (e.arch, dict(e.args)) == (entry.arch, dict(entry.args))]
+        same = [n for n, e in ZOO.items()
+                if n != name and not e.adapter and (e.arch, dict(e.args)) == (entry.arch, dict(entry.args))]
         label = f'{name} ({", ".join(same)})' if same else name
         params = sum(p.numel() for p in net.parameters()) / 1e6
         print(f'| {label} | {entry.arch} x{entry.scale} | {params:.2f}M | {sec * 1e3 / lr_mp:,.0f} | '

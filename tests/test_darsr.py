@@ -35,9 +35,10 @@ from blindsr.archs.srfbn_arch import SRFBN_S
 from blindsr.checkpoint import load_pretrained
 from blindsr.data.image_io import read_image
 from blindsr.losses.kernelgan import KernelRegularization, LambdaSchedule, bicubic_x2_kernel, crop_like
-from blindsr.models.darsr_model import OPTIONS, Adaptation, DARSRModel
+from blindsr.models.darsr_model import OPTIONS, Adaptation, DARSRAdapter, DARSRModel
 from blindsr.options import load_options
 from blindsr.schema import Context
+from blindsr.tiling import upscale
 
 AUTHORS = REPO / 'tests' / 'data' / 'darsr_authors_step.pt'
 WEIGHTS = SHARED / 'weights' / 'darsr'
@@ -329,3 +330,19 @@ def test_options_name_the_sr_network_and_its_weights(tmp_path):
     (tmp_path / 'o.yml').write_text(yaml.safe_dump(opt))
     with pytest.raises(OptionsError, match='path.pretrain_network_sr is required'):
         test_entry.main(['-opt', str(tmp_path / 'o.yml')])
+
+
+def test_infer_adapter_adapts_once_per_image_then_tiles_its_sr_step(tmp_path, lr_image, monkeypatch):
+    """blindsr.infer's DARSR is DARSRModel's adaptation (selection final) on the whole image, run once however
+    many tiles; the tiled SR step equals the untiled one (DARM's channel attention is the whole image's)."""
+    model = make_model(tmp_path)
+    adapter = DARSRAdapter(model.net_sr, 2, model.opt['darsr'], seed=model.opt['manual_seed'])
+    runs = []
+    real = Adaptation.train_dsem
+    monkeypatch.setattr(Adaptation, 'train_dsem', lambda self, *args: (runs.append(1), real(self, *args))[1])
+    untiled = upscale(adapter, lr_image, 2)
+    assert torch.equal(untiled, model.infer(lr_image)) and len(runs) == 2
+    tiles = []
+    tiled = upscale(adapter, lr_image, 2, tile=56, overlap=16, progress=lambda done, total: tiles.append(total))
+    assert len(runs) == 3 and tiles == [4] * 4
+    assert (tiled - untiled).abs().max() <= 1e-5 * untiled.abs().max()  # float rounding only

@@ -177,3 +177,59 @@ def test_an_op_missing_in_bf16_is_redone_in_fp32(tmp_path, dasr_export, monkeypa
     assert 'warning: x.png: bfloat16 failed ("slow_conv2d_cpu" not implemented for \'BFloat16\'); redoing it in fp32' \
         in capsys.readouterr().err
     assert np.abs(cv2.imread(str(tmp_path / 'out' / 'x.png'))[..., ::-1] - expected(net, photo(8), 255)).max() <= 1
+
+
+
+def test_darsr_adapts_once_per_image_then_tiles_its_sr_step(tmp_path, monkeypatch, capsys):
+    """--model darsr_srfbn_s_x2 with the SR network's file: one adaptation per image (with the darsr: options
+    --darsr sets), tiled as untiled; --darsr elsewhere, an unknown key and bf16 are clear errors."""
+    from blindsr.models.darsr_model import Adaptation
+    from blindsr.options import OptionsError
+
+    weights = tmp_path / 'SRFBN-S_x2_BI.pth'
+    torch.save(tiny('SRFBN_S', scale=2).state_dict(), weights)
+    src = tmp_path / 'in'
+    src.mkdir()
+    for name, y in (('a.png', 100), ('b.png', 200)):
+        cv2.imwrite(str(src / name), np.ascontiguousarray(skimage.data.astronaut()[y:y + 64, 150:214, ::-1]))
+    runs = []
+    real = Adaptation.train_joint
+    monkeypatch.setattr(Adaptation, 'train_joint',
+                        lambda self, *args: (runs.append(dict(self.opt)), real(self, *args))[1])
+    short = [f'--darsr={item}' for item in ('dsem_iters=1', 'iters=2', 'crop_size=32', 'batch_size=1')]
+    common = ['-i', str(src), '--model', 'darsr_srfbn_s_x2', '--weights', str(weights), *short]
+    main([*common, '-o', str(tmp_path / 'whole')])
+    main([*common, '-o', str(tmp_path / 'tiled'), '--tile', '56', '--tile-overlap', '16'])
+    err = capsys.readouterr().err
+    assert len(runs) == 4 and {(o['iters'], o['crop_size'], o['dsem_iters']) for o in runs} == {(2, 32, 1)}
+    assert 'DARSR (1 DSEM + 2 joint iterations on 32-px crops per image' in err and '4 tiles' in err
+    for name in ('a.png', 'b.png'):
+        whole, tiled = (cv2.imread(str(tmp_path / folder / name)).astype(int) for folder in ('whole', 'tiled'))
+        assert whole.shape == (128, 128, 3) and np.abs(whole - tiled).max() <= 1
+    with pytest.raises(OptionsError, match="--darsr: darsr.itres is not a key.*Did you mean 'iters'"):
+        main([*common, '-o', str(tmp_path / 'x'), '--darsr', 'itres=3'])
+    with pytest.raises(ValueError, match='--darsr sets the options of a DARSR model'):
+        main(['-i', str(src), '-o', str(tmp_path / 'x'), '--weights', str(weights), *short])
+    with pytest.raises(ValueError, match='DARSR trains on each image, in fp32 only'):
+        main([*common, '-o', str(tmp_path / 'x'), '--dtype', 'bf16'])
+
+
+def test_cdsr_file_is_detected_and_embedded_once_across_tiles(tmp_path, monkeypatch, capsys):
+    """A CDSR file in the authors' raw G.*/E.encoder_q.* layout: detected, upscaled as the net does; tiled, its
+    embedding is computed once per image."""
+    from blindsr.archs.cdsr_arch import CDSR
+
+    net = tiny('CDSR', scale=2, num_feat=8, num_grow_ch=4, num_block=1, enc_feat=4, bank_size=8)
+    weights = tmp_path / 'model_1_psnr_20.00.pt'
+    torch.save(net.state_dict(), weights)
+    cv2.imwrite(str(tmp_path / 'x.png'), photo(32)[..., ::-1])
+    main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'out'), '--weights', str(weights)])
+    assert np.abs(cv2.imread(str(tmp_path / 'out' / 'x.png'))[..., ::-1] - expected(net, photo(32), 255)).max() <= 1
+    embeds = []
+    real = CDSR.embed
+    monkeypatch.setattr(CDSR, 'embed', lambda self, lq: (embeds.append(lq.shape), real(self, lq))[1])
+    main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'tiled'), '--weights', str(weights),
+          '--tile', '28', '--tile-overlap', '12'])
+    err = capsys.readouterr().err
+    assert "CDSR x2 {'scale': 2, 'num_feat': 8" in err and '4 tiles' in err
+    assert embeds == [(1, 3, 32, 32)]

@@ -27,7 +27,8 @@ RECORDED.pop('_provenance')
 # Parameter counts (nn.Parameters, frozen mean shifts included) of the authors' networks, probed from their code.
 AUTHORS_PARAMS = {'dasr_x4_iso': 5_969_307, 'kdsr_s_m_x4_iso': 5_795_099, 'kdsr_s_l_x4_iso': 14_191_003,
                   'kdsr_s_gan_x4': 18_846_107, 'kdsr_t_rec_x4': 18_901_403, 'bsrnet_x4': 16_697_987,
-                  'bsrgan_x2': 16_661_059, 'srfbn_s_x2': 282_442, 'srfbn_s_x4': 483_146}
+                  'bsrgan_x2': 16_661_059, 'srfbn_s_x2': 282_442, 'srfbn_s_x4': 483_146, 'cdsr_x2': 13_232_558,
+                  'cdsr_x4': 13_253_330}
 # A few keys/shapes of the authors' files (their layouts as probed), which the recordings must contain.
 AUTHORS_SHAPES = {
     'dasr_x4_iso': {'G.compress.0.weight': [64, 256], 'G.tail.0.2.weight': [256, 64, 3, 3],
@@ -39,6 +40,8 @@ AUTHORS_SHAPES = {
     'kdsr_s_gan_x4': {'E_st.E.12.weight': [512, 256, 3, 3], 'G.tail.0.2.weight': [512, 128, 3, 3]},
     'kdsr_t_rec_x4': {'E.E.0.weight': [128, 51, 3, 3]},
     'bsrnet_x4': {'RRDB_trunk.22.RDB3.conv5.weight': [64, 192, 3, 3], 'upconv2.weight': [64, 64, 3, 3]},
+    'cdsr_x2': {'G.upsampler.0.weight': [12, 64, 3, 3]},
+    'cdsr_x3': {'G.upsampler.0.weight': [27, 64, 3, 3]},
 }
 BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 
@@ -66,6 +69,27 @@ def test_recordings_hold_the_authors_layouts_and_sizes():
     for name, shapes in AUTHORS_SHAPES.items():
         assert {k: RECORDED[name]['shapes'].get(k) for k in shapes} == shapes, name
     assert len(RECORDED['srfbn_s_x4']['shapes']) == 51  # the released SRFBN-S files hold 51 tensors
+    assert RECORDED['cdsr_x4']['shapes'] == cdsr_authors_x4()  # the released CDSR x4 layout, all 751 entries
+
+
+def cdsr_authors_x4() -> dict[str, list[int]]:
+    """The authors' released CDSR x4 state dict as key -> shape (tests/data/cdsr_authors_keys_x4.txt)."""
+    lines = (Path(__file__).parent / 'data' / 'cdsr_authors_keys_x4.txt').read_text().splitlines()
+    return {k: [int(n) for n in shape.split('x') if n] for k, shape in
+            (line.split(':') for line in lines if not line.startswith('#'))}
+
+
+def test_cdsr_released_layout_and_live_training_state():
+    """The authors' 751-entry file (no key encoder, no queue) and their live training state (with both) are
+    CDSR x4 with the published arguments."""
+    released = {k: torch.zeros(()).expand(shape) for k, shape in cdsr_authors_x4().items()}
+    assert len(released) == 751
+    found = detect(released)
+    assert (found.arch, found.args) == ('CDSR', {'scale': 4, 'num_feat': 64, 'num_grow_ch': 32, 'num_block': 10,
+                                                 'enc_feat': 64, 'bank_size': 1024, 'reduction': 2})
+    live = {**released, 'E.encoder_k.conv1.conv1.weight': torch.zeros(64, 3, 7, 7), 'E.queue': torch.zeros(256, 8192),
+            'E.queue_ptr': torch.zeros(1, dtype=torch.long)}
+    assert detect({'module.' + k: v for k, v in live.items()}).args == found.args
 
 
 @pytest.mark.parametrize('layout', LAYOUTS)
@@ -99,7 +123,8 @@ def test_zoo_entries_build_and_match_their_detection():
     found = detect(state_dict('dasr_x4_iso'))
     assert matching(found) == ['dasr_x4_iso', 'dasr_x4_aniso_noise']
     assert matching(detect(state_dict('kdsr_s_gan_x4'))) == ['kdsr_s_gan_x4', 'kdsr_s_ganv2_x4', 'kdsr_s_rec_x4']
-    assert matching(detect(state_dict('srfbn_s_x4'))) == ['srfbn_s_x4']
+    assert matching(detect(state_dict('srfbn_s_x4'))) == ['srfbn_s_x4', 'darsr_srfbn_s_x4']  # DARSR's file is SRFBN-S's
+    assert matching(detect(state_dict('cdsr_x4'))) == ['cdsr_x4', 'cdsr_x4_noise15']
 
 
 def test_reported_numbers_name_real_protocol_settings():

@@ -169,12 +169,21 @@ class DARM(nn.Module):
                 nn.init.kaiming_normal_(m.weight, a=0, mode='fan_in', nonlinearity='relu')
                 nn.init.zeros_(m.bias)
 
-    def coefficients(self, x: Tensor) -> Tensor:
-        """(B, N, H, W): the per-pixel weights of the N filter responses."""
+    def attention(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The two channel-attention vectors (B, features, 1, 1) of ``x``: the only part of DARM that is not
+        local (each pools over all of ``x``), so tiles given the whole image's vectors compute what the
+        whole image does."""
         w = self.head1(self.head(x))
-        w = w * self.conv_du(w)
+        first = self.conv_du(w)
+        return first, self.conv_du2(self.head2(w * first))
+
+    def coefficients(self, x: Tensor, attention: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """(B, N, H, W): the per-pixel weights of the N filter responses (channel attention from ``x``, or
+        the given vectors)."""
+        w = self.head1(self.head(x))
+        w = w * (self.conv_du(w) if attention is None else attention[0])
         w = self.head2(w)
-        return self.tail(w * self.conv_du2(w))
+        return self.tail(w * (self.conv_du2(w) if attention is None else attention[1]))
 
     def responses(self, x: Tensor) -> Tensor:
         """(B, C, N, H, W): each channel of ``x`` correlated with each filter, reflect padding."""
@@ -186,5 +195,5 @@ class DARM(nn.Module):
     def combine(self, coefficients: Tensor, responses: Tensor) -> Tensor:
         return (coefficients.unsqueeze(1) * responses).sum(2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.combine(self.coefficients(x), self.responses(x))
+    def forward(self, x: Tensor, attention: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        return self.combine(self.coefficients(x, attention), self.responses(x))

@@ -27,13 +27,20 @@ Every random number of an image comes from a seed made of ``manual_seed`` and th
 the joint stage adds r), inside :func:`torch.random.fork_rng`: a rerun gives the same outputs and the
 caller's random state is untouched. :meth:`DARSRModel.extra_outputs` hands the evaluation the corrected
 LR, the baseline SR and the learned kernel (enlarged, as an image) of the last image.
+
+:class:`DARSRAdapter` is the same adaptation (selection ``final``) for ``python -m blindsr.infer``: it adapts
+on the whole image once, then :func:`blindsr.tiling.upscale` tiles its SR step ``SR(DARM(x))``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from basicsr.metrics import calculate_psnr
@@ -46,8 +53,9 @@ from blindsr.losses.kernelgan import KernelRegularization, LambdaSchedule, crop_
 from blindsr.models.base_model import BaseModel
 from blindsr.registry import MODEL_REGISTRY
 from blindsr.schema import Section, Value
+from blindsr.tiling import _embed_view
 
-__all__ = ['Adaptation', 'DARSRModel', 'kernel_image']
+__all__ = ['Adaptation', 'DARSRAdapter', 'DARSRModel', 'kernel_image']
 
 SELECTIONS = ('final', 'oracle')
 
@@ -80,6 +88,15 @@ def image_seed(base: int, name: str) -> int:
     return (base + zlib.crc32(name.encode())) % 2 ** 31
 
 
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Gradients on, torch's random state seeded with ``seed`` and restored afterwards."""
+    devices = [device] if device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        torch.manual_seed(seed)
+        yield
+
+
 def kernel_image(kernel: Tensor, zoom: int = 16) -> Tensor:
     """(1, 3, k * zoom, k * zoom) in [0, 1]: the kernel divided by its largest value (negatives clipped),
     each tap a zoom x zoom square."""
@@ -110,6 +127,31 @@ class Adaptation:
 
     def freeze_dsem(self) -> None:
         self.dsem.eval().requires_grad_(False)
+
+    def train_dsem(self, image: np.ndarray, seed: int, progress: _Progress) -> None:
+        """The DSEM stage on crops of ``image`` (HWC uint8 RGB), then DSEM frozen."""
+        o = self.opt
+        optimizer, schedule = self.dsem_optimizer()
+        crops = InternalCrops(image, self.scale, o['crop_size'], o['batch_size'], o['dsem_iters'], seed) \
+            if o['dsem_iters'] else []
+        for it, batch in enumerate(crops):
+            loss = self.dsem_step(_to(batch, self.device), optimizer)
+            schedule.step()
+            progress.log(it, {'loss': loss})
+        self.freeze_dsem()
+
+    def train_joint(self, image: np.ndarray, seed: int, progress: _Progress,
+                    after_step: Callable[[int], None] | None = None) -> None:
+        """One joint run from fresh G, D and DARM on crops of ``image``; ``after_step(it)`` after each
+        iteration's step, before the schedules move on."""
+        o = self.opt
+        self.start_joint()
+        for it, batch in enumerate(InternalCrops(image, self.scale, o['crop_size'], o['batch_size'], o['iters'], seed)):
+            losses = self.step(_to(batch, self.device))
+            if after_step is not None:
+                after_step(it)
+            self.update_schedules(it)
+            progress.log(it, losses)
 
     # ------------------------------------------------------------------ joint stage
     def start_joint(self) -> None:
@@ -191,6 +233,16 @@ class Adaptation:
         corrected = self.darm(lq)
         return corrected, self.super_resolve(corrected)
 
+    def sr_step(self, lq: Tensor) -> Callable[[Tensor], Tensor]:
+        """``fn(x) = SR(DARM(x))`` for any part ``x`` of ``lq``, DARM's channel attention taken from ``lq`` (its
+        centre crop of :data:`~blindsr.tiling.EMBED_SIZE` if larger), so tiles share it."""
+        with torch.no_grad():
+            attention = self.darm.attention(_embed_view(lq))
+
+        def run(x: Tensor) -> Tensor:
+            return self.super_resolve(self.darm(x, attention))
+        return run
+
 
 def _lsgan(pred: Tensor, real: bool) -> Tensor:
     return F.mse_loss(pred, torch.full_like(pred, float(real)))
@@ -230,45 +282,35 @@ class DARSRModel(BaseModel):
                              f"truth, and image {name!r} has none: use selection 'final'")
         name = name or 'image'
         seed = image_seed(self.opt.get('manual_seed', 0), name)
-        devices = [self.device] if self.device.type == 'cuda' else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            torch.manual_seed(seed)
+        with _seeded(seed, self.device):
             return self._adapt(lq, gt, name, seed)
 
     def _adapt(self, lq: Tensor, gt: Tensor | None, name: str, seed: int) -> Tensor:
         o, scale = self.opt['darsr'], self.opt['scale']
         image = tensor2img(lq, rgb2bgr=False)
-        crops = {'crop_size': o['crop_size'], 'batch_size': o['batch_size']}
         adaptation = Adaptation(self.net_sr, scale, o, self.device)
         with torch.no_grad():
             baseline = self.net_sr(lq)
-        optimizer, schedule = adaptation.dsem_optimizer()
-        progress = _Progress(self, name, 'DSEM', o['dsem_iters'], o['log_every'])
-        for it, batch in enumerate(InternalCrops(image, scale, num_iters=o['dsem_iters'], seed=seed, **crops)
-                                   if o['dsem_iters'] else []):
-            loss = adaptation.dsem_step(_to(batch, self.device), optimizer)
-            schedule.step()
-            progress.log(it, {'loss': loss})
-        adaptation.freeze_dsem()
+        adaptation.train_dsem(image, seed, _Progress(self.log_info, name, 'DSEM', o['dsem_iters'], o['log_every']))
         oracle = o['selection'] == 'oracle'
         gt_img = tensor2img(gt) if oracle else None
         best: tuple[float, Tensor, Tensor, Tensor, str] | None = None
         runs = o['runs'] if oracle else 1
         for run in range(runs):
-            torch.manual_seed(seed + run)
-            adaptation.start_joint()
-            stage = f'joint run {run + 1}/{runs}' if runs > 1 else 'joint'
-            progress = _Progress(self, name, stage, o['iters'], o['log_every'])
-            for it, batch in enumerate(InternalCrops(image, scale, num_iters=o['iters'], seed=seed + run, **crops)):
-                losses = adaptation.step(_to(batch, self.device))
-                if oracle and (it == 0 or (it >= o['eval_start'] and it % o['eval_every'] == 0)):
+
+            def score(it: int, run: int = run) -> None:  # the oracle's pick, against the ground truth
+                nonlocal best
+                if it == 0 or (it >= o['eval_start'] and it % o['eval_every'] == 0):
                     corrected, sr = adaptation.correct(lq)
                     psnr = calculate_psnr(tensor2img(sr), gt_img, crop_border=scale, test_y_channel=True)
                     if best is None or psnr > best[0]:
                         best = (psnr, corrected, sr, adaptation.G.effective_kernel().detach(),
                                 f'run {run + 1} iteration {it}')
-                adaptation.update_schedules(it)
-                progress.log(it, losses)
+
+            torch.manual_seed(seed + run)
+            stage = f'joint run {run + 1}/{runs}' if runs > 1 else 'joint'
+            adaptation.train_joint(image, seed + run, _Progress(self.log_info, name, stage, o['iters'], o['log_every']),
+                                   score if oracle else None)
         final_corrected, final_sr = adaptation.correct(lq)
         self._extra = {'baseline': baseline}
         if oracle:  # the last run's final state is scored beside the pick, as 'final_<metric>'
@@ -281,15 +323,54 @@ class DARSRModel(BaseModel):
         return sr
 
 
+
+class DARSRAdapter(nn.Module):
+    """DARSR around a trained SR network, for ``python -m blindsr.infer`` (a per-image adapter, see
+    :mod:`blindsr.tiling`): ``adapt(lq)`` runs the per-image adaptation of :class:`DARSRModel` with selection
+    ``final`` on the whole image (1, 3, H, W) and returns its SR step ``SR(DARM(x))`` with DARM's channel attention
+    fixed to the image's (:meth:`Adaptation.sr_step`), which tiles; ``forward(lq)`` is ``adapt(lq)(lq)``, what
+    ``DARSRModel.infer(lq)`` gives for an image up to :data:`~blindsr.tiling.EMBED_SIZE` px on a side.
+
+    ``opt`` is a resolved ``darsr`` section (:data:`OPTIONS`); every image is seeded alike (``seed``, the
+    options' ``manual_seed``); ``log`` gets the progress lines.
+    """
+
+    def __init__(self, sr_net: nn.Module, scale: int, opt: dict, seed: int = 0,
+                 log: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        if opt['selection'] != 'final':
+            raise ValueError(f"darsr.selection '{opt['selection']}' picks states against the ground truth, which "
+                             "an image to upscale has not: use 'final'")
+        self.sr_net = sr_net.eval().requires_grad_(False)
+        self.scale, self.opt, self.seed, self.log = scale, opt, seed, log or logging.getLogger('blindsr').info
+
+    def adapt(self, lq: Tensor) -> Callable[[Tensor], Tensor]:
+        if lq.shape[0] != 1:
+            raise ValueError(f'DARSR adapts to one image at a time, got a batch of {lq.shape[0]}')
+        o, name = self.opt, 'image'
+        seed = image_seed(self.seed, name)
+        with _seeded(seed, lq.device):
+            adaptation = Adaptation(self.sr_net, self.scale, o, lq.device)
+            image = tensor2img(lq, rgb2bgr=False)
+            adaptation.train_dsem(image, seed, _Progress(self.log, name, 'DSEM', o['dsem_iters'], o['log_every']))
+            torch.manual_seed(seed)
+            adaptation.train_joint(image, seed, _Progress(self.log, name, 'joint', o['iters'], o['log_every']))
+        return adaptation.sr_step(lq)
+
+    def forward(self, lq: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.adapt(lq)(lq)
+
+
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 class _Progress:
-    """Log lines ``<image> <stage> it i/n  <losses>  <it/s>  ETA`` every ``every`` iterations and at the end."""
+    """Lines ``<image> <stage> it i/n  <losses>  <it/s>  ETA`` to ``log`` every ``every`` iterations and at the end."""
 
-    def __init__(self, model: BaseModel, name: str, stage: str, total: int, every: int) -> None:
-        self.model, self.name, self.stage, self.total, self.every = model, name, stage, total, every
+    def __init__(self, log: Callable[[str], None], name: str, stage: str, total: int, every: int) -> None:
+        self.log_line, self.name, self.stage, self.total, self.every = log, name, stage, total, every
         self.start = time.perf_counter()
 
     def log(self, it: int, losses: dict[str, Tensor]) -> None:
@@ -299,6 +380,6 @@ class _Progress:
         elapsed = time.perf_counter() - self.start
         rate = done / max(elapsed, 1e-9)
         values = '  '.join(f'{k} {float(v):.4g}' for k, v in losses.items())
-        self.model.log_info(f'{self.name} {self.stage} it {done}/{self.total}  {values}  '
+        self.log_line(f'{self.name} {self.stage} it {done}/{self.total}  {values}  '
                             f'{rate:.2f} it/s  ETA {(self.total - done) / rate:.0f} s')
 
