@@ -5,9 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blindsr-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
-install: $(STAMP)
+install: $(STAMP) browser
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(PY) -m blindsr.demo
 
-test: $(STAMP)
+# tests/test_report.py opens the benchmark's HTML page in headless Chromium (Debian's package, as root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q chromium; } || echo 'warning: could not install chromium; tests/test_report.py will fail'
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:

@@ -215,6 +215,14 @@ def _unwrap(ckpt: Mapping, key: str | None) -> tuple[Mapping, str]:
     return ckpt, 'state dict'
 
 
+def extract_state_dict(ckpt: Mapping, key: str | None = None) -> tuple[StateDict, str]:
+    """The network state dict inside a loaded checkpoint (blindsr state: ``net_g``'s EMA, else ``net_g``;
+    BasicSR: ``params_ema``, else ``params``; other wrappers; a raw state dict) without ``module.``
+    prefixes, and which entry it was (``key`` picks one)."""
+    raw, inner = _unwrap(ckpt, key)
+    return _strip_module_prefix(raw), inner
+
+
 def _strip_module_prefix(sd: Mapping[str, torch.Tensor]) -> StateDict:
     if sd and all(k.startswith('module.') for k in sd):
         return {k[len('module.'):]: v for k, v in sd.items()}
@@ -245,8 +253,7 @@ def load_pretrained(net: nn.Module, checkpoint: str | os.PathLike | Mapping, key
     """
     where = str(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else 'given dict'
     ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
-    raw, inner = _unwrap(ckpt, key)
-    sd = _strip_module_prefix(raw)
+    sd, inner = extract_state_dict(ckpt, key)
     net = _bare(net)
     own = net.state_dict()
     arch = type(net).__name__

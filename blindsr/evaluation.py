@@ -146,6 +146,7 @@ def _evaluate_image(model, batch: dict, name: str, metric_fns: dict, out: Path |
     if model.device.type == 'cuda':
         torch.cuda.synchronize(model.device)
     record = {'name': name, 'time_s': time.perf_counter() - start}
+    extras = model.extra_outputs()  # a per-image method's other images (see BaseModel.extra_outputs)
     sr_img = tensor2img(sr)
     gt_img = None if gt is None else tensor2img(gt)
     if gt_img is not None and sr_img.shape != gt_img.shape:
@@ -157,14 +158,17 @@ def _evaluate_image(model, batch: dict, name: str, metric_fns: dict, out: Path |
         if save_comparison:
             write_image(out.with_name(f'{out.stem}_compare.png'),
                         comparison_image(lq, sr, gt)[..., ::-1].astype(np.float32) / 255.0)
-    candidates = {'': sr_img}
+        for key, img in extras.items():
+            write_image(out.with_name(f'{out.stem}_{key}.png'), tensor2img(img)[..., ::-1].astype(np.float32) / 255.0)
+    candidates = {'': sr_img, **{f'{key}_': tensor2img(img) for key, img in extras.items()
+                                 if img.shape[-2:] == sr.shape[-2:]}}
     if bicubic_baseline:
         candidates['bicubic_'] = tensor2img(imresize(lq.float(), size=tuple(sr.shape[-2:])))
     for prefix, img in candidates.items():
         for metric_name, (fn, metric_opt, reference) in metric_fns.items():
             if reference and gt_img is None:
                 continue
-            where = f'on the {img.shape[1]}x{img.shape[0]} {"bicubic" if prefix else "SR"} image'
+            where = f'on the {img.shape[1]}x{img.shape[0]} {prefix.rstrip("_") or "SR"} image'
             hint = METRIC_LIMITS.get(fn.__name__, '')
             try:
                 value = float(fn(img, gt_img, **metric_opt) if reference else fn(img, **metric_opt))

@@ -1,7 +1,8 @@
 """Option files: YAML in BasicSR's section layout, ``--set`` overrides, plugins, validation, defaults.
 
 ``load_options`` is the one way in: it reads the YAML, applies ``--set a.b.c=value`` overrides
-(values parsed as YAML), imports the ``plugins:`` modules (so user archs, datasets or degradations
+(values parsed as YAML), expands ``${NAME}`` in string values from the environment (recipes say
+``${BLINDSR_DATA}/Set5``: :mod:`blindsr.data_root`), imports the ``plugins:`` modules (so user archs, datasets or degradations
 register before anything is built), checks keys and types against a schema and fills defaults.
 Every error is an :class:`OptionsError` naming the file and the key path.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -18,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from blindsr.data_root import DATA_ROOT_VAR, UNSET_HINT
 from blindsr.registry import (
     ARCH_REGISTRY,
     DATASET_REGISTRY,
@@ -42,7 +45,8 @@ from blindsr.schema import (
     unknown_key,
 )
 
-__all__ = ['OptionsError', 'apply_override', 'dump_options', 'load_options', 'parse_yaml', 'resolve_options']
+__all__ = ['OptionsError', 'apply_override', 'dump_options', 'expand_environment', 'load_options', 'parse_yaml',
+           'resolve_options']
 
 
 class _Loader(yaml.SafeLoader):
@@ -109,6 +113,7 @@ VAL = Section({
     'save_img_count': Value(int, 4, min=0),
     'save_comparison': Value(bool, False),
     'bicubic_baseline': Value(bool, False),
+    'summary_columns': Value(str, 'settings', choices=('settings', 'sets')),  # the test summary's layout
     'metrics': MapOf(METRIC, default={
         'psnr': {'type': 'calculate_psnr', 'crop_border': None, 'test_y_channel': True},
         'ssim': {'type': 'calculate_ssim', 'crop_border': None, 'test_y_channel': True}}),
@@ -131,6 +136,7 @@ def load_options(path: str | Path, overrides: Iterable[str] = (), is_train: bool
         apply_override(opt, item, path)
     if isinstance(opt.get('datasets'), dict):  # --set datasets.X=null removes a dataset
         opt['datasets'] = {k: v for k, v in opt['datasets'].items() if v is not None}
+    opt = expand_environment(opt, path)
     import_plugins(opt.get('plugins') or [], path)
     return resolve_options(opt, path, is_train)
 
@@ -186,6 +192,30 @@ def _index(part: str, node: list, where: str, path: Path | str) -> int:
     return int(part)
 
 
+_VARIABLE = re.compile(r'\$\{([A-Za-z_][A-Za-z0-9_]*)\}')
+
+
+def expand_environment(node: Any, path: Path | str = '<options>', where: str = '') -> Any:
+    """``node`` with every ``${NAME}`` in its strings replaced by the environment variable ``NAME``; an
+    unset (or empty) one is an error naming the key and the variable."""
+    if isinstance(node, dict):
+        return {key: expand_environment(value, path, f'{where}.{key}' if where else str(key))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [expand_environment(value, path, f'{where}.{i}') for i, value in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def value_of(match: re.Match) -> str:
+        name = match.group(1)
+        if not os.environ.get(name):
+            hint = UNSET_HINT if name == DATA_ROOT_VAR else 'set it, or give the value itself'
+            raise OptionsError(f'{path}: {where} uses ${{{name}}}, which is not set; {hint}.')
+        return os.environ[name]
+
+    return _VARIABLE.sub(value_of, node)
+
+
 def import_plugins(modules: list, path: Path | str = '<options>') -> None:
     """Import user modules (dotted names or ``.py`` files) so their registrations take effect."""
     if not isinstance(modules, list):
@@ -215,7 +245,7 @@ def resolve_options(opt: dict, path: Path | str = '<options>', is_train: bool = 
     """Check every key of ``opt`` at every depth and return the options with every default spelled out
     (this is what the run folder records). Raises :class:`OptionsError` on the first problem."""
     ctx = Context(path, is_train)
-    for key in ('name', 'model_type', 'scale', 'network_g'):
+    for key in ('name', 'model_type', 'scale'):
         if key not in opt:
             raise ctx.error('', f'required key {key!r} is missing.')
     check_type(opt['model_type'], str, 'model_type', ctx)
@@ -223,6 +253,8 @@ def resolve_options(opt: dict, path: Path | str = '<options>', is_train: bool = 
         model_cls = lookup(MODEL_REGISTRY, opt['model_type'])
     except RegistryError as err:
         raise ctx.error('model_type.type:', str(err)) from err
+    if f'network_{model_cls.main_network}' not in opt:
+        raise ctx.error('', f"required key 'network_{model_cls.main_network}' is missing.")
     networks = [key for key in opt if key.startswith('network_')]
     schema = {**TOP_LEVEL, **{key: Component(registered(ARCH_REGISTRY), 'arch') for key in networks},
               'degradation': Component(registered(DEGRADATION_REGISTRY), 'degradation', default=None,

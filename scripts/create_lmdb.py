@@ -1,7 +1,7 @@
 """Pack an image folder into an LMDB for fast training reads; keys are the file stems.
 
 Usage:
-    python scripts/create_lmdb.py --input datasets/DF2K/HR_sub --output datasets/DF2K/HR_sub.lmdb --workers 8
+    python scripts/create_lmdb.py --input $BLINDSR_DATA/DF2K/HR_sub --output $BLINDSR_DATA/DF2K/HR_sub.lmdb --workers 8
 
 ``HRImageDataset`` reads the result when ``dataroot_gt`` ends in ``.lmdb``. The writing is BasicSR's
 ``make_lmdb_from_imgs`` (images re-encoded losslessly as PNG, keeping bit depth and alpha, plus a

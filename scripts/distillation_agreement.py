@@ -1,7 +1,7 @@
 """How close a KDSR student's degradation representation (IDR) is to its teacher's, on held-out images.
 
 ``python scripts/distillation_agreement.py --teacher T.pth --student S.pth --net '{n_feats: 32, n_blocks: 6,
-n_encoder_res: 2}' --hr ../shared/data/BSD100 --scale 4``
+n_encoder_res: 2}' --hr $BLINDSR_DATA/BSD100 --scale 4``
 
 Crops ``--patches`` HR patches from the images in ``--hr``, degrades each one with its own draw of the
 ``classic`` pipeline (``--preset kdsr``, ``--kernel iso``, seeded), and compares the student's IDR of

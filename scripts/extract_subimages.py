@@ -1,7 +1,7 @@
 """Cut large training images into overlapping square sub-images (BasicSR's DIV2K recipe) for faster loading.
 
 Usage:
-    python scripts/extract_subimages.py --input datasets/DIV2K/HR --output datasets/DIV2K/HR_sub \
+    python scripts/extract_subimages.py --input $BLINDSR_DATA/DF2K/HR --output $BLINDSR_DATA/DF2K/HR_sub \
         --crop-size 480 --step 240 --workers 8
 
 Squares of ``crop-size`` start every ``step`` pixels; when the last one leaves more than ``thresh-size``

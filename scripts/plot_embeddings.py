@@ -1,7 +1,7 @@
 """Where the DASR encoder puts LR patches: a 2-D map of representations coloured by degradation.
 
     python scripts/plot_embeddings.py --weights experiments/dasr_x4_iso_stage1/models/net_g_final.pth \\
-        --scale 4 --hr ../shared/data/BSD100 --out embeddings.png [--sigmas 0.2 1.2 2.4 3.6] [--noise 0]
+        --scale 4 --hr $BLINDSR_DATA/BSD100 --out embeddings.png [--sigmas 0.2 1.2 2.4 3.6] [--noise 0]
 
 For each of K isotropic kernel widths (DASR's degradation: ``classic`` preset ``dasr``), LR patches of
 ``--patch`` pixels are cut from the degraded HR images and encoded; the pooled representations are

@@ -1,5 +1,6 @@
 """Shared fixtures: a fixed random state per test, real photos from scikit-image written as small PNG
-folders, and the shared data root."""
+folders, and the shared folder. The data root ``BLINDSR_DATA`` (which recipes name as ``${BLINDSR_DATA}``)
+is ``<shared>/data`` unless set: CI reads ../shared/data through it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import blindsr  # noqa: F401  (compat shim + registrations before any basicsr im
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('BLINDSR_SHARED', REPO.parent / 'shared'))
+DATA = Path(os.environ.setdefault('BLINDSR_DATA', str(SHARED / 'data')))
 
 
 @pytest.fixture(autouse=True)

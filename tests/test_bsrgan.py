@@ -14,7 +14,7 @@ from blindsr import test as test_entry
 from blindsr.archs.bsrnet_arch import BSRNet
 from blindsr.data.image_io import read_image, write_image
 from blindsr.evaluation import ImagesFailed, comparison_image
-from conftest import REPO, SHARED, write_photos
+from conftest import DATA, REPO, write_photos
 from test_testsets import load_script
 
 TINY = {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
@@ -23,10 +23,10 @@ REAL = ['chip', 'comic1']  # two of RealSRSet's 120x120 real LR images
 
 @pytest.fixture
 def real_lr(tmp_path, photo_dirs):
-    """Real LR images: two of ../shared's RealSRSet when present, else the test photos."""
+    """Real LR images: two of RealSRSet under the data root when present, else the test photos."""
     folder = tmp_path / 'real'
     folder.mkdir()
-    source = SHARED / 'data' / 'RealSRSet'
+    source = DATA / 'RealSRSet'
     if source.is_dir():
         for name in REAL:
             shutil.copy(source / f'{name}.png', folder)

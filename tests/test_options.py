@@ -9,6 +9,7 @@ import pytest
 import yaml
 from conftest import REPO
 
+from blindsr.data.image_io import list_images
 from blindsr.options import OptionsError, apply_override, dump_options, load_options
 from blindsr.registry import ARCH_REGISTRY
 
@@ -172,7 +173,7 @@ def test_every_shipped_option_file_loads():
     ('datasets.train.gt_size=abc', "datasets.train.gt_size must be int, got str 'abc'"),
     ('datasets.train.num_worker_per_gpu=-1', 'datasets.train.num_worker_per_gpu must be >= 0'),
     ('network_g.num_feat=eight', "network_g.num_feat must be int, got str 'eight'"),
-    ('train.use_amp=fp8', "train.use_amp must be one of False, True, 'fp16', 'bf16', got 'fp8'"),
+    ('train.use_amp=fp8', "train.use_amp must be one of False, True, 'fp16', 'bf16', 'auto', got 'fp8'"),
     ('train.optim_g={type: SGD, lr: 0.1, betas: [0.9, 0.99]}', 'train.optim_g.betas is not a key of optimizer SGD'),
     ('train.scheduler={type: StepLR}', 'train.scheduler.step_size is required by scheduler StepLR'),
     ('train.scheduler={type: CosineAnnealingLR}', 'train.scheduler.T_max is required by scheduler CosineAnnealingLR'),
@@ -250,3 +251,25 @@ def test_resolved_options_round_trip(tmp_path):
     opt = load_options(write(tmp_path, BASE))
     assert opt['logger'] == {'print_freq': 10, 'save_checkpoint_freq': 1000, 'keep_last': 3, 'use_tb_logger': True}
     assert opt['network_g']['num_feat'] == 8 and opt['network_g']['in_ch'] == 3  # the arch's own defaults
+
+
+def test_data_root_variable_in_paths(tmp_path, photo_dirs, monkeypatch):
+    """``${BLINDSR_DATA}`` in any string option (also one given with --set) is the environment's value; unset,
+    the option file fails naming the key and the variable; a folder missing under it names the root."""
+    monkeypatch.setenv('BLINDSR_DATA', str(photo_dirs['train'].parent))
+    opt = yaml.safe_load(BASE)
+    opt['datasets'] = {'val': {'type': 'HRImageDataset', 'dataroot_gt': '${BLINDSR_DATA}/val'}}
+    path = write(tmp_path, yaml.safe_dump(opt))
+    loaded = load_options(path, ['datasets.train={type: HRImageDataset, dataroot_gt: [x, "${BLINDSR_DATA}/train"], gt_size: 32}'])
+    assert loaded['datasets']['val']['dataroot_gt'] == str(photo_dirs['val'])
+    assert loaded['datasets']['train']['dataroot_gt'] == ['x', str(photo_dirs['train'])]
+    with pytest.raises(FileNotFoundError, match=f"Image folder .*nope does not exist \\(under the data root "
+                                                f"BLINDSR_DATA={photo_dirs['train'].parent}; scripts/prepare_data.py"):
+        list_images(Path(photo_dirs['train'].parent, 'nope'))
+    monkeypatch.setenv('BLINDSR_DATA', str(tmp_path / 'absent'))
+    with pytest.raises(FileNotFoundError, match='absent does not exist; set BLINDSR_DATA to the folder that holds'):
+        list_images(tmp_path / 'absent' / 'Set5')
+    monkeypatch.delenv('BLINDSR_DATA')
+    with pytest.raises(OptionsError, match=r'opt.yml: datasets.val.dataroot_gt uses \$\{BLINDSR_DATA\}, which is not '
+                                           'set; set BLINDSR_DATA to the folder that holds your datasets'):
+        load_options(path, is_train=False)

@@ -27,6 +27,14 @@ TINY = {
     'KDSRTeacher': {s: {'scale': s, 'n_feats': 8, 'n_blocks': 2, 'n_encoder_res': 1} for s in (2, 3, 4)},
 }
 
+# DARSR's per-image nets, not SR networks: (tiny kwargs, input size, output shape for a batch of 2)
+PER_IMAGE = {
+    'LinearDownsampler': ({'scale': 2, 'features': 8}, 32, (2, 3, 10, 10)),
+    'KernelGANDiscriminator': ({'features': 8}, 16, (2, 1, 10, 10)),
+    'DSEM': ({'features': (8, 16, 32)}, 16, (2, )),
+    'DARM': ({'filters': 'generated', 'features': 16}, 16, (2, 3, 16, 16)),
+}
+
 # BasicSR archs are usable by name through the same registry.
 BASICSR_TINY = {
     'EDSR': {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2},
@@ -53,7 +61,18 @@ def cases():
 
 def test_every_blindsr_arch_has_a_tiny_config():
     assert blindsr_archs(), 'blindsr registers no archs?'
-    assert set(blindsr_archs()) <= set(TINY), f'add tiny configs for {set(blindsr_archs()) - set(TINY)}'
+    known = set(TINY) | set(PER_IMAGE)
+    assert set(blindsr_archs()) <= known, f'add tiny configs for {set(blindsr_archs()) - known}'
+
+
+@pytest.mark.parametrize('name', sorted(PER_IMAGE))
+def test_per_image_arch_forward_backward(name):
+    kwargs, size, shape = PER_IMAGE[name]
+    net = build(ARCH_REGISTRY, {'type': name, **kwargs})
+    out = net(torch.rand(2, 3, size, size))
+    assert out.shape == shape
+    out.abs().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
 @pytest.mark.parametrize('name, scale, kwargs', list(cases()))

@@ -16,7 +16,7 @@ import torch
 import blindsr
 from blindsr import test as test_entry
 from blindsr.registry import ARCH_REGISTRY
-from conftest import REPO, SHARED
+from conftest import DATA, REPO, SHARED
 
 pytestmark = pytest.mark.skipif(not (SHARED / 'weights' / 'darsr').is_dir(),
                                 reason=f'shared weights not found at {SHARED / "weights" / "darsr"} '
@@ -72,7 +72,7 @@ def test_keys_and_shapes_equal_the_released_files_and_load_strictly(scale: int) 
 def test_output_equals_the_authors_network(scale: int) -> None:
     net = ARCH_REGISTRY.get('SRFBN_S')(scale=scale).eval()
     blindsr.load_pretrained(net, weights(scale))
-    bgr = cv2.imread(str(SHARED / 'data' / 'Set5' / 'baby.png'), cv2.IMREAD_UNCHANGED)
+    bgr = cv2.imread(str(DATA / 'Set5' / 'baby.png'), cv2.IMREAD_UNCHANGED)
     rgb = torch.from_numpy(bgr[..., ::-1].copy()).permute(2, 0, 1).float()[None] / 255
     x = rgb[..., ::scale, ::scale][..., :48, :40]
     with torch.no_grad():

@@ -157,6 +157,8 @@ class DASR(nn.Module):
 
     ``forward(x, embedding=True)`` returns ``(sr, fea, emb)`` (the representation and the contrastive
     embedding of ``x``), ``forward(x, sr=False)`` only ``(fea, emb)`` (the encoder-only stage).
+    ``forward(x)`` is ``restore(x, embed(x))``; tiled inference (:mod:`blindsr.tiling`) embeds the
+    whole image once and restores each tile with that representation.
     """
 
     def __init__(self, scale: int = 4, num_feat: int = 64, num_group: int = 5, num_block: int = 5,
@@ -175,12 +177,19 @@ class DASR(nn.Module):
     def encoder(self) -> DegradationEncoder:
         return self.E['encoder_q']
 
+    def embed(self, x: Tensor) -> Tensor:
+        """The representation ``fea`` of ``x`` that conditions the generator (what :meth:`restore` takes)."""
+        return self.encoder(x * self.rgb_range)[0]
+
+    def restore(self, x: Tensor, fea: Tensor) -> Tensor:
+        """The SR image of ``x`` conditioned on ``fea`` (e.g. the representation of a whole image, for a tile of it)."""
+        return self.G(x * self.rgb_range, torch.zeros_like(fea) if self.zero_representation else fea) / self.rgb_range
+
     def forward(self, x: Tensor, embedding: bool = False, sr: bool = True):
-        x = x * self.rgb_range
-        fea, emb = self.encoder(x)
+        fea, emb = self.encoder(x * self.rgb_range)
         if not sr:
             return fea, emb
-        out = self.G(x, torch.zeros_like(fea) if self.zero_representation else fea) / self.rgb_range
+        out = self.restore(x, fea)
         return (out, fea, emb) if embedding else out
 
 

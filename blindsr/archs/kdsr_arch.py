@@ -142,9 +142,13 @@ class _KDSRNet(nn.Module):
         self.rgb_range = rgb_range
         self.G = KDSRGenerator(scale, n_feats, n_blocks, rgb_range)
 
+    def restore(self, lq: Tensor, d: Tensor) -> Tensor:
+        """The SR image of ``lq`` conditioned on the vector ``d`` (e.g. a whole image's, for a tile of it)."""
+        return self.G(lq * self.rgb_range, d) / self.rgb_range
+
     def _sr(self, lq: Tensor, code: tuple[Tensor, Tensor], idr: bool) -> Tensor | tuple[Tensor, Tensor]:
         d, rep = code
-        sr = self.G(lq * self.rgb_range, d) / self.rgb_range
+        sr = self.restore(lq, d)
         return (sr, rep) if idr else sr
 
 
@@ -152,7 +156,8 @@ class _KDSRNet(nn.Module):
 class KDSR(_KDSRNet):
     """The KDSR student: ``forward(lq) -> sr``, ``forward(lq, idr=True) -> (sr, idr)``, ``forward(lq, sr=False)
     -> idr`` ([0, 1] images);
-    ``encode(lq) -> (d, idr)`` runs its estimator ``E_st`` alone.
+    ``encode(lq) -> (d, idr)`` runs its estimator ``E_st`` alone; ``forward(lq)`` is ``restore(lq, embed(lq))``
+    (tiled inference, :mod:`blindsr.tiling`, embeds the whole image once and restores each tile with it).
 
     Args:
         scale: 2, 3 or 4.
@@ -172,6 +177,10 @@ class KDSR(_KDSRNet):
 
     def encode(self, lq: Tensor) -> tuple[Tensor, Tensor]:
         return self.E_st(lq * self.rgb_range)
+
+    def embed(self, lq: Tensor) -> Tensor:
+        """The conditioning vector ``d`` of ``lq`` (what :meth:`restore` takes)."""
+        return self.encode(lq)[0]
 
     def forward(self, lq: Tensor, idr: bool = False, sr: bool = True) -> Tensor | tuple[Tensor, Tensor]:
         """``sr=False``: the IDR alone (the estimator without G, e.g. for an encoder-only training stage)."""

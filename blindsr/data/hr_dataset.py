@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from blindsr.data.image_io import ImageReadError, image_size, list_images, read_image, to_tensor
 from blindsr.data.transforms import augment, paired_crop, sample_rng, torch_generator
+from blindsr.data_root import missing_hint
 from blindsr.degradations.degrader import Degrader
 from blindsr.registry import DATASET_REGISTRY, DEGRADATION_REGISTRY
 from blindsr.schema import REQUIRED, Component, Value, registered
@@ -33,7 +34,7 @@ def read_lmdb_meta(root: str | Path) -> list[tuple[str, int, int]]:
     """
     meta = Path(root) / 'meta_info.txt'
     if not Path(root).is_dir():
-        raise FileNotFoundError(f'LMDB folder {root} does not exist.')
+        raise FileNotFoundError(f'LMDB folder {root} does not exist{missing_hint(root)}.')
     if not meta.is_file():
         raise FileNotFoundError(f'{root} is not an LMDB made by scripts/create_lmdb.py: '
                                 'it has no meta_info.txt.')

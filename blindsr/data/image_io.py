@@ -18,6 +18,8 @@ from PIL import Image
 
 from basicsr.utils import scandir  # blindsr/__init__.py has applied the compat shim by now
 
+from blindsr.data_root import missing_hint
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
@@ -54,7 +56,11 @@ def read_raw(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
 def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Read an image as HWC RGB float32 in [0, 1] (see the module docstring for the conversions)."""
     name = _name(source, name)
-    img = read_raw(source, name)
+    return to_rgb_float(read_raw(source, name), name)
+
+
+def to_rgb_float(img: np.ndarray, name: str) -> np.ndarray:
+    """Decoded pixels (:func:`read_raw`) as HWC RGB float32 in [0, 1]; ``name`` is the image in errors."""
     if img.dtype not in _MAX_VALUE:
         raise ImageReadError(f'Image {name} has pixel type {img.dtype}; '
                              'only 8-bit and 16-bit images are read.')
@@ -74,10 +80,16 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
 
     The format follows the suffix (OpenCV's encoders; ``.png`` is lossless).
     """
-    path = Path(path)
     pixels = np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    write_raw(path, pixels)
+
+
+def write_raw(path: str | Path, pixels: np.ndarray) -> None:
+    """Encode pixels in OpenCV's layout (HW gray, HWC BGR or BGRA; uint8 or uint16) by the suffix of ``path``
+    and write them, creating folders (the counterpart of :func:`read_raw`)."""
+    path = Path(path)
     ok, encoded = cv2.imencode(path.suffix, pixels)
     if not ok:
         raise ValueError(f'OpenCV cannot encode an image as {path.suffix!r} for {path}.')
@@ -94,7 +106,7 @@ def list_images(folder: str | Path, prepared_by: str | None = None) -> list[Path
     folder = Path(folder)
     if not folder.is_dir():
         how = f'; make it with: {prepared_by}' if prepared_by else '.'
-        raise FileNotFoundError(f'Image folder {folder} does not exist{how}')
+        raise FileNotFoundError(f'Image folder {folder} does not exist{missing_hint(folder)}{how}')
     paths = sorted(Path(p) for p in scandir(str(folder), full_path=True)
                    if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:

@@ -3,11 +3,13 @@
 Named ``PairedFolderDataset`` so as not to clash with BasicSR's ``PairedImageDataset``. Sizes are checked
 at construction from the image headers: every HR image must be ``scale`` times its LR image, or larger
 by fewer than ``scale`` pixels per side (then it is cropped top-left, as a mod-crop would).
+``TestSetFolder`` reads one setting of a benchmark test-set folder (make_testsets.py's layout or MANet's).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +131,17 @@ class PairedFolderDataset(Dataset):
 
 @DATASET_REGISTRY.register()
 class TestSetFolder(PairedFolderDataset):
-    """One setting of a test set written by ``scripts/make_testsets.py``: ``dataroot`` (the folder
-    with ``HR/``, one folder per setting and ``params.json``) and ``setting`` (e.g. ``sig1.2``).
+    """One setting of a benchmark test set: ``dataroot`` and ``setting``. Two layouts are read:
 
-    Without ``setting``, ``python -m blindsr.test`` evaluates every setting of the folder
-    (:func:`settings_of`) and writes a summary table (rows: scale, columns: setting).
+    - ``scripts/make_testsets.py``'s: ``HR/``, one folder per setting (e.g. ``sig1.2``), ``params.json``;
+    - MANet's (``codes/prepare_testset.py``, read by CDSR's test.py; ``make_testsets.py --layout manet``
+      writes it): ``dataroot`` = ``<Set>_x<s>`` holding ``HR_si/`` and the settings
+      ``LR_mode0_noise<n>/``, each LR file paired with the ``HR_si`` file of the same name. Spatially
+      variant folders (``HR_sv``, ``LR_mode1..5_noise<n>``) are not read.
+
+    For ``python -m blindsr.test``, ``setting`` may be absent (every setting of the folder,
+    :func:`settings_of`) or a pattern (``noise0_*``): each setting named is evaluated and the means go into
+    a summary table (``val.summary_columns``).
     """
 
     option_keys = {'dataroot': Value(str, REQUIRED), 'setting': Value(str, None)}
@@ -144,15 +152,46 @@ class TestSetFolder(PairedFolderDataset):
         available = settings_of(root, int(opt['scale']))
         if setting not in available:
             raise ValueError(f"{root}: no setting {setting!r}; it holds {', '.join(available)}")
-        super().__init__({**opt, 'dataroot_gt': root / 'HR', 'dataroot_lq': root / setting})
+        hr = 'HR_si' if _is_manet(root) else 'HR'
+        super().__init__({**opt, 'dataroot_gt': root / hr, 'dataroot_lq': root / setting})
+
+
+_MANET_LR = re.compile(r'LR_mode0_noise(\d+)')
+
+
+def _is_manet(root: Path) -> bool:
+    return (root / 'HR_si').is_dir()
 
 
 def settings_of(root: str | Path, scale: int) -> list[str]:
-    """The settings of a make_testsets folder, checked against the run's ``scale``."""
-    record_path = Path(root) / 'params.json'
+    """The settings of a test-set folder (either layout of :class:`TestSetFolder`), checked against the
+    run's ``scale`` (a MANet folder's by its name ``<Set>_x<s>``, when it has that form)."""
+    root = Path(root)
+    if _is_manet(root):
+        named = re.fullmatch(r'.*_x(\d+)', root.name)
+        if named and int(named.group(1)) != scale:
+            raise ValueError(f'{root} is a MANet test set for scale {named.group(1)}, the options say {scale}')
+        found = [p.name for p in root.iterdir() if p.is_dir() and _MANET_LR.fullmatch(p.name)]
+        if not found:
+            raise ValueError(f'{root} holds HR_si/ but no LR_mode0_noise<n>/ folder (MANet layout)')
+        return sorted(found, key=lambda name: int(_MANET_LR.fullmatch(name).group(1)))
+    record_path = root / 'params.json'
     if not record_path.is_file():
-        raise ValueError(f'{root} is not a test set made by scripts/make_testsets.py (no params.json)')
+        raise ValueError(f'{root} is not a test set made by scripts/make_testsets.py (no params.json) '
+                         'nor a MANet one (no HR_si/)')
     record = json.loads(record_path.read_text())
     if record['scale'] != scale:
         raise ValueError(f"{root} was made for scale {record['scale']}, the options say {scale}")
     return sorted({s for per_image in record['images'].values() for s in per_image})
+
+
+def setting_noise(root: str | Path, setting: str) -> float | None:
+    """The noise level (8-bit units) of ``setting`` in a test-set folder, or None when its images record
+    none or different ones (e.g. ``bsrgan``)."""
+    root = Path(root)
+    if _is_manet(root):
+        return float(_MANET_LR.fullmatch(setting).group(1))
+    record = json.loads((root / 'params.json').read_text())
+    levels = {per_image[setting].get('noise') for per_image in record['images'].values() if setting in per_image}
+    level = levels.pop() if len(levels) == 1 else None
+    return float(level) if isinstance(level, (int, float)) else None

@@ -25,10 +25,11 @@ from torch import nn
 
 from blindsr.registry import LOSS_REGISTRY
 
-__all__ = ['VGGPerceptualLoss', 'vgg_layer_names', 'default_vgg_path']
+__all__ = ['VGGPerceptualLoss', 'default_vgg_path', 'load_torchvision_features', 'vgg_layer_names']
 
-# torchvision's ImageNet files (the names its model zoo uses)
+# torchvision's ImageNet files (the names its model zoo uses); AlexNet is LPIPS's default backbone
 VGG_FILES = {'vgg16': 'vgg16-397923af.pth', 'vgg19': 'vgg19-dcbb9e9d.pth'}
+TORCHVISION_FILES = {**VGG_FILES, 'alexnet': 'alexnet-owt-7be5be79.pth'}
 VGG_URL = 'https://download.pytorch.org/models/{}'
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,25 +52,27 @@ def vgg_layer_names(features: nn.Sequential) -> list[str]:
 
 
 def default_vgg_path(vgg_type: str) -> Path:
-    """Where torchvision would have cached the file: ``<torch hub dir>/checkpoints/<file>``."""
-    return Path(torch.hub.get_dir()) / 'checkpoints' / VGG_FILES[vgg_type]
+    """Where torchvision would have cached the file: ``<torch hub dir>/checkpoints/<file>``
+    (``vgg_type``: any of :data:`TORCHVISION_FILES`)."""
+    return Path(torch.hub.get_dir()) / 'checkpoints' / TORCHVISION_FILES[vgg_type]
 
 
-def _load_features(features: nn.Sequential, vgg_type: str, weights: str | None) -> None:
-    """Fill ``features`` (a leading part of torchvision's stack) from the file in torchvision's layout."""
-    path = Path(weights).expanduser() if weights else default_vgg_path(vgg_type)
+def load_torchvision_features(features: nn.Module, arch: str, weights: str | None, user: str, option: str) -> None:
+    """Fill ``features`` (modules named as in torchvision's ``features`` stack of ``arch``) from torchvision's
+    ImageNet file at ``weights`` (default :func:`default_vgg_path`). A missing file stops with where to get
+    it and put it; ``user`` names what needs it, ``option`` where its path is given."""
+    path = Path(weights).expanduser() if weights else default_vgg_path(arch)
     if not path.is_file():
         raise FileNotFoundError(
-            f'{vgg_type.upper()} weights for the perceptual loss not found at {path}. Nothing is downloaded at '
-            f'run time: fetch {VGG_URL.format(VGG_FILES[vgg_type])} (torchvision\'s ImageNet {vgg_type}) and put '
-            f'it at {default_vgg_path(vgg_type)}, or give its path as vgg_weights in this loss term '
-            '(train.losses).')
+            f'{arch.upper()} weights for {user} not found at {path}. Nothing is downloaded at '
+            f'run time: fetch {VGG_URL.format(TORCHVISION_FILES[arch])} (torchvision\'s ImageNet {arch}) and put '
+            f'it at {default_vgg_path(arch)}, or give its path as {option}.')
     state = torch.load(path, map_location='cpu', weights_only=True)
     state = state.get('state_dict', state)
     wanted = {k: state.get(f'features.{k}') for k in features.state_dict()}
     missing = sorted(f'features.{k}' for k, v in wanted.items() if v is None)
     if missing:
-        raise ValueError(f'{path} is not a torchvision {vgg_type} state dict: no {", ".join(missing[:4])}.')
+        raise ValueError(f'{path} is not a torchvision {arch} state dict: no {", ".join(missing[:4])}.')
     features.load_state_dict(wanted)
 
 
@@ -107,7 +110,8 @@ class VGGPerceptualLoss(nn.Module):
             logging.getLogger('blindsr').warning('VGGPerceptualLoss with random VGG weights (vgg_weights: random): '
                                                  'for tests only, not a perceptual loss.')
         else:
-            _load_features(features, vgg_type, vgg_weights)
+            load_torchvision_features(features, vgg_type, vgg_weights, 'the perceptual loss',
+                                      'vgg_weights in this loss term (train.losses)')
         self.features = features.eval().requires_grad_(False)
         self.taps = {names.index(n): (n, float(w)) for n, w in layer_weights.items()}
         self.use_input_norm = use_input_norm

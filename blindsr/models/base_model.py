@@ -39,7 +39,7 @@ from blindsr.checkpoint import FORMAT, key_mismatch, load_pretrained
 from blindsr.degradations.degrader import Degrader
 from blindsr.dist import DistInfo
 from blindsr.registry import ARCH_REGISTRY, build
-from blindsr.schema import Component
+from blindsr.schema import Component, Value
 
 STATE_VERSION = 1
 
@@ -52,7 +52,17 @@ class BaseModel:
     # the keys of train: (every key there must be declared; the declared defaults fill the rest)
     sections: dict[str, Any] = {}
     path_options: dict[str, Any] = {}
-    train_options: dict[str, Any] = {}
+    # how the engine runs any model's networks (speed options; none changes what a network computes
+    # beyond floating-point rounding)
+    train_options: dict[str, Any] = {
+        # mixed precision: True = fp16 (with a grad scaler); auto = bf16 on a CUDA device that has it, else off
+        'use_amp': Value((bool, str), False, choices=(False, True, 'fp16', 'bf16', 'auto')),
+        'channels_last': Value(bool, False),  # NHWC weights: the fast convolution layout on tensor cores
+        'compile': Value(bool, False),  # torch.compile the training forward (validation runs eager)
+        'cudnn_benchmark': Value(bool, False),  # cuDNN autotuning; not bit-reproducible across runs
+    }
+    # the network every option file of this model must define (network_<x>) and a test loads (pretrain_network_<x>)
+    main_network = 'g'
 
     def __init__(self, opt: dict, device: torch.device, dist_info: DistInfo = DistInfo()):
         self.opt = opt
@@ -65,9 +75,14 @@ class BaseModel:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
         train = opt.get('train') or {}
-        amp = train.get('use_amp', False)
-        self.amp_dtype = {False: None, None: None, True: torch.float16, 'fp16': torch.float16,
-                          'bf16': torch.bfloat16}[amp]
+        self.amp_dtype = amp_dtype(train.get('use_amp', False), device)
+        self.channels_last = train.get('channels_last', False)
+        self.compile = train.get('compile', False)
+        if train.get('cudnn_benchmark'):
+            if opt.get('deterministic'):
+                raise ValueError('train.cudnn_benchmark: true contradicts deterministic: true (autotuning picks '
+                                 'kernels by timing); set one of them to false')
+            torch.backends.cudnn.benchmark = True
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.build_networks()
         self.degrader = self.build_degrader()
@@ -99,6 +114,8 @@ class BaseModel:
         expects gradients for the rest only).
         """
         net = build(ARCH_REGISTRY, net_opt, **defaults).to(self.device)
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)  # a convolution runs NHWC when its weight is NHWC
         # BasicSR's keys: network_g -> path.pretrain_network_g, path.param_key_g, path.strict_load_g
         paths, suffix = self.opt.get('path', {}), name.removeprefix('net_')
         pretrained = paths.get(f'pretrain_network_{suffix}')
@@ -121,6 +138,9 @@ class BaseModel:
             self.wrapped[name] = DistributedDataParallel(net, device_ids=ids)
         else:
             self.wrapped[name] = net
+        if self.compile and self.is_train:  # the bare module stays the state of record (no _orig_mod. keys)
+            self.wrapped[name] = torch.compile(self.wrapped[name])
+            self.log_info(f'{name}: compiled for training (torch.compile; validation runs eager)')
         return net
 
     def add_ema(self, name: str, decay: float) -> None:
@@ -160,6 +180,15 @@ class BaseModel:
         has one (a teacher that sees HR uses it); ``name`` is a stable key of the image (a per-image
         method seeds its optimisation from it)."""
         raise NotImplementedError
+
+    def extra_outputs(self) -> dict[str, torch.Tensor]:
+        """Other images of the last :meth:`infer` call (a per-image method's corrected LR, ...): key -> (1, C,
+        H, W) in [0, 1]. The evaluation saves each beside the SR image (``<image>_<key>.png``) and scores
+        those of the SR image's size like it (columns ``<key>_<metric>``)."""
+        return {}
+
+    # what the results tables say about how this model's outputs were chosen ('' : nothing to say)
+    results_label = ''
 
     def degrade_for_eval(self, gt: torch.Tensor, name: str) -> torch.Tensor:
         """The LR image of an HR-only evaluation image, reproducible from its name."""
@@ -298,6 +327,13 @@ class BaseModel:
     def log_info(self, msg: str) -> None:
         if self.dist.is_main:
             logging.getLogger('blindsr').info(msg)
+
+
+def amp_dtype(use_amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.use_amp`` on ``device`` (None: full precision)."""
+    if use_amp == 'auto':
+        return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else None
+    return {False: None, None: None, True: torch.float16, 'fp16': torch.float16, 'bf16': torch.bfloat16}[use_amp]
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:

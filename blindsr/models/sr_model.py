@@ -25,12 +25,12 @@ class BlindSRModel(BaseModel):
     adversarial = False  # whether train.losses may hold a GAN term (a model with a discriminator)
 
     train_options = {
+        **BaseModel.train_options,
         'total_iter': Value(int, REQUIRED, min=1),
         'optim_g': OPTIMIZER,
         'scheduler': SCHEDULER,
         'losses': ListOf(LOSS_TERM, default=[{'type': 'L1Loss', 'loss_weight': 1.0}]),
         'ema_decay': Value(float, 0, min=0, below=1),  # 0: no EMA copy
-        'use_amp': Value((bool, str), False, choices=(False, True, 'fp16', 'bf16')),  # True: fp16
         'grad_clip': Value(float, None, min=0),  # max gradient norm; null: no clipping
     }
 
