@@ -7,7 +7,10 @@ downsampling). Then trains, for about the same wall-clock time, a non-blind BSRN
 (``options/train/bsrnet/demo_x4.yml``) and a blind DASR of about the same size on randomly blurred LR
 (``options/train/dasr/demo_x4.yml``, a new blur width per image), tests both on the held-out photo at
 each width (``options/test/{bsrnet,dasr}/demo_x4.yml``) and prints one table: a row per blur width,
-PSNR / SSIM of bicubic upsampling, the non-blind and the blind net.
+PSNR / SSIM of bicubic upsampling, the non-blind and the blind net. Last, the same comparison as the HTML
+report of ``scripts/benchmark.py`` (``results/demo_report/index.html``: table, PSNR-vs-width plot, crops) and
+the blind net upscaling the held-out photo at the widest blur with ``python -m blindsr.infer``
+(``results/demo_infer/``), as a user would upscale their own images.
 Extra ``--set`` overrides go to every training run (e.g. ``--set train.total_iter=100``).
 ``--prepare-only`` writes the photos and the test set and stops (the demo recipes name this command in
 their datasets' ``prepared_by``, so running a recipe before the photos exist says how to get them).
@@ -28,6 +31,8 @@ VAL_PHOTOS = ('coffee', )
 DATA = Path('demo_data')
 TESTSETS = DATA / 'testsets'
 PROTOCOL, SCALE = 'dasr_iso', 4
+REPORT, INFERRED = Path('results/demo_report'), Path('results/demo_infer')
+BLIND_RUN = 'demo_dasr_x4'  # the name in options/train/dasr/demo_x4.yml
 #: (column, training recipe, test recipe) under options/, in training order
 NETS = (('non-blind BSRNet', 'train/bsrnet/demo_x4.yml', 'test/bsrnet/demo_x4.yml'),
         ('blind DASR', 'train/dasr/demo_x4.yml', 'test/dasr/demo_x4.yml'))
@@ -81,6 +86,19 @@ def demo_table(results: dict[str, dict], sizes: dict[str, int], seconds: dict[st
     return '\n'.join(lines)
 
 
+def report_and_infer(testset: Path) -> None:
+    """The HTML report of both nets on ``testset`` and ``blindsr.infer`` of the blind net on its widest blur."""
+    from blindsr import infer
+    from blindsr.data.paired_dataset import settings_of
+
+    benchmark = runpy.run_path(str(REPO / 'scripts' / 'benchmark.py'))['main']
+    benchmark(['--methods', *(f'{column}={REPO / "options" / recipe}' for column, _, recipe in NETS),
+               '--protocols', PROTOCOL, '--sets', VAL_PHOTOS[0], '--scale', str(SCALE),
+               '--testsets', str(testset.parent), '--out', str(REPORT), '--bicubic'])
+    blurred = testset / settings_of(testset, SCALE)[-1]
+    infer.main(['-i', str(blurred), '-o', str(INFERRED), '--weights', f'experiments/{BLIND_RUN}/models/net_g_final.pth'])
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog='python -m blindsr.demo', description=__doc__.splitlines()[0])
     parser.add_argument('--set', action='append', default=[], metavar='KEY.PATH=VALUE',
@@ -91,7 +109,7 @@ def main(argv: list[str] | None = None) -> str:
 
     from blindsr import test, train
 
-    steps = 2 + 2 * len(NETS)
+    steps = 3 + 2 * len(NETS)
     print(f'[demo 1/{steps}] photos -> {DATA}/train, {DATA}/val; held-out test set -> {TESTSETS}', flush=True)
     prepare_photos(DATA)
     testset = prepare_testset(DATA / 'val', TESTSETS)
@@ -108,9 +126,13 @@ def main(argv: list[str] | None = None) -> str:
         print(f'[demo {2 + len(NETS) + i}/{steps}] testing the {column} on {testset} ({test_recipe})', flush=True)
         results[column] = test.main(['-opt', str(REPO / 'options' / test_recipe)])
         sizes[column] = parameter_count(REPO / 'options' / test_recipe)
+    print(f'[demo {steps - 1}/{steps}] the HTML report -> {REPORT}; the blind net on the widest blur with '
+          f'python -m blindsr.infer -> {INFERRED}', flush=True)
+    report_and_infer(testset)
     table = demo_table(results, sizes, seconds)
     print(f"\n[demo {steps}/{steps}] held-out photo '{VAL_PHOTOS[0]}' blurred by an isotropic Gaussian of each "
-          f'width, then x{SCALE} bicubic-downsampled; PSNR (dB) / SSIM on Y, border {SCALE}:\n\n{table}\n')
+          f'width, then x{SCALE} bicubic-downsampled; PSNR (dB) / SSIM on Y, border {SCALE}:\n\n{table}\n\n'
+          f'Open {REPORT / "index.html"} in a browser; the blind net\'s upscaled photo is in {INFERRED}.')
     return table
 
 

@@ -1,5 +1,5 @@
 """The README's demo (``python -m blindsr.demo``): its whole orchestration, with two training iterations per
-net — photos, the held-out test set, both trainings, both tests and the table."""
+net — photos, the held-out test set, both trainings, both tests, the HTML report, blindsr.infer and the table."""
 
 from __future__ import annotations
 
@@ -22,3 +22,7 @@ def test_demo_prints_a_row_per_blur_width_and_a_column_per_method(tmp_path, monk
     for run in ('demo_bsrnet_x4', 'demo_dasr_x4'):
         assert (tmp_path / 'experiments' / run / 'models' / 'net_g_final.pth').is_file()
         assert (tmp_path / 'results' / run / 'coffee_sig2.4' / 'results.json').is_file()
+    report = (tmp_path / 'results' / 'demo_report' / 'benchmark.md').read_text()
+    assert 'non-blind BSRNet' in report and 'blind DASR' in report
+    assert (tmp_path / 'results' / 'demo_report' / 'index.html').is_file()
+    assert (tmp_path / 'results' / 'demo_infer' / 'coffee.png').is_file()
