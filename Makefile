@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make demo` (train + test a small BSRNet on real photos) and
+# Two commands on a fresh machine: `make demo` (a blind DASR vs a non-blind BSRNet vs bicubic on real photos) and
 # `make test` (the test suite). Both create .venv and install everything on first use.
 PYTHON ?= python3
 VENV ?= .venv

@@ -140,18 +140,22 @@ def test_a_test_run_without_datasets_is_an_error(tmp_path):
         test_entry.main(['-opt', str(opt_path), '--set', 'datasets.set=null'])
 
 
-def test_demo_recipe_without_its_photos_says_how_to_get_them(tmp_path, monkeypatch):
-    """The demo recipe's datasets name the command that makes their folders; that command makes them."""
+@pytest.mark.parametrize('recipe, small', [
+    ('bsrnet/demo_x4.yml', {'network_g.num_feat': 8, 'network_g.num_block': 1, 'network_g.num_grow_ch': 4}),
+    ('dasr/demo_x4.yml', {'network_g.num_feat': 8, 'network_g.num_group': 1, 'network_g.num_block': 1,
+                          'network_g.enc_feat': 8, 'moco.queue_size': 8})], ids=['non-blind', 'blind'])
+def test_demo_recipe_without_its_photos_says_how_to_get_them(tmp_path, monkeypatch, recipe, small):
+    """The demo recipes' datasets name the command that makes their folders; that command makes them."""
     monkeypatch.chdir(tmp_path)
-    recipe = str(REPO / 'options' / 'train' / 'bsrnet' / 'demo_x4.yml')
-    small = {'network_g.num_feat': 8, 'network_g.num_block': 1, 'network_g.num_grow_ch': 4, 'train.total_iter': 1,
-             'datasets.train.gt_size': 32, 'datasets.train.batch_size_per_gpu': 2,
+    small = {**small, 'train.total_iter': 1, 'datasets.train.gt_size': 32, 'datasets.train.batch_size_per_gpu': 2,
              'datasets.train.num_worker_per_gpu': 0}
-    args = ['-opt', recipe, *[item for key, value in small.items() for item in ('--set', f'{key}={value}')]]
+    args = ['-opt', str(REPO / 'options' / 'train' / recipe),
+            *[item for key, value in small.items() for item in ('--set', f'{key}={value}')]]
     with pytest.raises(FileNotFoundError, match=r'^Image folder demo_data/train does not exist; make it with: '
                                                 r'python -m blindsr\.demo --prepare-only$'):
         train_entry.main(args)
     demo.main(['--prepare-only'])
     assert (tmp_path / 'demo_data' / 'val' / 'coffee.png').is_file()
+    assert (tmp_path / 'demo_data' / 'testsets' / 'coffee_dasr_iso_x4' / 'params.json').is_file()
     run = train_entry.main(args)
     assert (run / 'models' / 'net_g_final.pth').is_file()
