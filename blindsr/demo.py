@@ -19,7 +19,6 @@ their datasets' ``prepared_by``, so running a recipe before the photos exist say
 from __future__ import annotations
 
 import argparse
-import runpy
 import time
 from pathlib import Path
 
@@ -58,7 +57,8 @@ def prepare_testset(val: Path, testsets: Path) -> Path:
     """The held-out photo(s) under ``PROTOCOL`` in make_testsets' layout (skipped when already there)."""
     out = testsets / f'{VAL_PHOTOS[0]}_{PROTOCOL}_x{SCALE}'
     if not (out / 'params.json').is_file():
-        make_testset = runpy.run_path(str(REPO / 'scripts' / 'make_testsets.py'))['make_testset']
+        from blindsr.testsets import make_testset
+
         make_testset(val, PROTOCOL, SCALE, out)
     return out
 
@@ -90,8 +90,8 @@ def report_and_infer(testset: Path) -> None:
     """The HTML report of both nets on ``testset`` and ``blindsr.infer`` of the blind net on its widest blur."""
     from blindsr import infer
     from blindsr.data.paired_dataset import settings_of
+    from blindsr.report.cli import main as benchmark
 
-    benchmark = runpy.run_path(str(REPO / 'scripts' / 'benchmark.py'))['main']
     benchmark(['--methods', *(f'{column}={REPO / "options" / recipe}' for column, _, recipe in NETS),
                '--protocols', PROTOCOL, '--sets', VAL_PHOTOS[0], '--scale', str(SCALE),
                '--testsets', str(testset.parent), '--out', str(REPORT), '--bicubic'])
