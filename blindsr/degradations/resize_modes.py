@@ -44,7 +44,6 @@ calls it (``align_corners=False``). Where it differs from OpenCV (same images; 8
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,20 +68,19 @@ def _cubic_weights(t: np.ndarray) -> np.ndarray:
 
 
 def _area_box(in_len: int, out_len: int, scale: float) -> np.ndarray:
-    """OpenCV's ``computeResizeAreaTab`` as a dense (out, in) matrix (scale = in / out >= 1)."""
-    mat = np.zeros((out_len, in_len))
-    for i in range(out_len):
-        start = i * scale
-        stop = start + scale
-        width = min(scale, in_len - start)
-        first = min(math.ceil(start), in_len - 1)
-        last = min(math.floor(stop), in_len - 1)
-        first = min(first, last)
-        if first - start > 1e-3:
-            mat[i, first - 1] = (first - start) / width
-        mat[i, first:last] = 1 / width
-        if stop - last > 1e-3:
-            mat[i, last] = min(stop - last, 1.0, width) / width
+    """OpenCV's ``computeResizeAreaTab`` as a dense (out, in) matrix (scale = in / out >= 1), all rows at once."""
+    start = np.arange(out_len) * scale
+    stop = start + scale
+    width = np.minimum(scale, in_len - start)
+    last = np.minimum(np.floor(stop), in_len - 1)
+    first = np.minimum(np.minimum(np.ceil(start), in_len - 1), last)
+    cols = np.arange(in_len)
+    mat = np.where((cols >= first[:, None]) & (cols < last[:, None]), 1 / width[:, None], 0.0)
+    rows = np.arange(out_len)
+    head = first - start > 1e-3  # a partly covered pixel before the first whole one
+    mat[rows[head], first[head].astype(np.int64) - 1] = ((first - start) / width)[head]
+    tail = stop - last > 1e-3  # ... and after the last one
+    mat[rows[tail], last[tail].astype(np.int64)] = (np.minimum(np.minimum(stop - last, 1.0), width) / width)[tail]
     return mat.astype(np.float32).astype(np.float64)  # OpenCV stores the weights as float
 
 
@@ -120,9 +118,8 @@ def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
         taps = left[:, None] + np.arange(2)
         weights = np.stack([1 - frac, frac], 1).astype(np.float32).astype(np.float64)
     taps = np.clip(taps, 0, in_len - 1).astype(np.int64)
-    mat = np.zeros((out_len, in_len))
-    np.add.at(mat, (np.repeat(rows, taps.shape[1]), taps.ravel()), weights.ravel())
-    return mat
+    flat = (rows[:, None] * in_len + taps).ravel()
+    return np.bincount(flat, weights=weights.ravel(), minlength=out_len * in_len).reshape(out_len, in_len)  # sums clamped repeats
 
 
 def _out_size(in_len: int, size: int | None, scale_factor: float | None) -> tuple[int, float]:
