@@ -9,7 +9,9 @@ https://github.com/cszn/KAIR``, ``.../The-Learning-And-Vision-Atelier-LAVA/DASR`
 pipeline comes with the installed ``basicsr``. Each row times the authors' implementation and blindsr's
 pipeline in interleaved rounds (:func:`blindsr.benchmark.gated_rounds`: each round waits for an otherwise
 idle CPU and rotates the order), so their ratio cannot drift between runs; ``*`` marks a figure whose
-calls were mostly disturbed by other processes. Rows:
+calls were mostly disturbed by other processes. The last column is the ratio of the median CPU time per call
+(this process, all threads; every timed, re-warming and warm-up call): on a loaded machine, where the wall
+times mostly measure waiting for a core, it still says how much work each side does. Rows:
 
 - ``bsrgan`` / ``bsrgan_plus``: KAIR ``utils/utils_blindsr.py`` ``degradation_bsrgan(img, sf,
   lq_patchsize)`` / ``degradation_bsrgan_plus(img, sf, shuffle_prob=0.1, use_sharp=False, lq_patchsize)``
@@ -32,7 +34,9 @@ contiguous input (it ``.view()``s the tensor, which DiffJPEG's output no longer 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -161,12 +165,25 @@ def main() -> None:
             rows = {k: v for k, v in rows.items() if k in args.only}
         print(f'{args.batch} real-photo crops {args.size}x{args.size}, x{args.scale}; samples/s; '
               f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads')
-        print(f"{'pipeline':<12} {'authors':>10} {'blindsr':>10} {'ratio':>7}")
+        print(f"{'pipeline':<12} {'authors':>10} {'blindsr':>10} {'ratio':>7}   {'CPU-time ratio':>14}")
         for name, (authors, ours) in rows.items():
-            timed = gated_rounds({'authors': authors, 'ours': ours}, args.repeats, warmup=1)
+            cpu = {'authors': [], 'ours': []}
+            timed = gated_rounds({'authors': _cpu_timed(authors, cpu['authors']),
+                                  'ours': _cpu_timed(ours, cpu['ours'])}, args.repeats, warmup=1)
             (ta, qa), (to, qo) = timed['authors'], timed['ours']
+            ca, co = statistics.median(cpu['authors']), statistics.median(cpu['ours'])
             print(f"{name:<12} {args.batch / ta:>9.1f}{'' if qa else '*'} {args.batch / to:>9.1f}{'' if qo else '*'} "
-                  f'{ta / to:>6.1f}x', flush=True)
+                  f'{ta / to:>6.1f}x   {ca / co:>13.1f}x', flush=True)
+
+
+def _cpu_timed(fn, seconds: list[float]):
+    """``fn`` that also appends the CPU time of this process (all its threads) per call to ``seconds``: on a
+    machine shared with other jobs the work a call costs, where wall time mostly measures the wait for a core."""
+    def call():
+        start = time.process_time()
+        fn()
+        seconds.append(time.process_time() - start)
+    return call
 
 
 if __name__ == '__main__':

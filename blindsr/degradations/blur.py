@@ -127,7 +127,7 @@ def _fft_conv(xp: Tensor, weight: Tensor) -> Tensor:
     hp, wp = xp.shape[-2:]
     work = torch.float64 if xp.dtype == torch.float64 else torch.float32
     size = (_smooth(hp), _smooth(wp))
-    spec = torch.fft.rfft2(xp.to(work), s=size) * torch.fft.rfft2(weight.to(work).flip(-2, -1), s=size).unsqueeze(1)
+    spec = torch.fft.rfft2(xp.to(work), s=size).mul_(torch.fft.rfft2(weight.to(work).flip(-2, -1), s=size).unsqueeze(1))
     out = torch.fft.irfft2(spec, s=size)[..., kh - 1:hp, kw - 1:wp]
     return out.to(xp.dtype)
 

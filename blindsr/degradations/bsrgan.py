@@ -120,13 +120,13 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
         sf = steps[0].key[0]
         sigma = _stack(steps, 'sigma', dev)
         kernels = shift_kernels(gaussian_kernels(_SHIFTED_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
-        return blur(x, kernels.to(x.dtype), 'reflect', flip=True, stride=sf).clamp(0, 1)  # [0::sf] samples
+        return blur(x, kernels.to(x.dtype), 'reflect', flip=True, stride=sf).clamp_(0, 1)  # [0::sf] samples
     if op == 'resize':
         size, clip = steps[0].key
         out = resize(x, size, [CV2_MODES[s.values['mode']] for s in steps])
-        return out.clamp(0, 1) if clip else out
+        return out.clamp_(0, 1) if clip else out  # (resize's results are new tensors: clamped in place)
     if op == 'matlab_half':
-        return imresize(x, 0.5).clamp(0, 1)
+        return imresize(x, 0.5).clamp_(0, 1)
     if op in ('noise', 'speckle'):
         mix = torch.stack([s.values['mix'] for s in steps]).to(dev)
         add = add_speckle_noise if op == 'speckle' else add_bsrgan_gaussian_noise
@@ -155,7 +155,7 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
         if not groups:
             return images
         for (op, _, _), members in groups.items():
-            x = torch.cat([images[i] for i in members])
+            x = torch.cat([images[i] for i in members]) if len(members) > 1 else images[members[0]]
             out = _apply(op, x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
                          jpeg_flavour)
             for i, y in zip(members, out.split(1)):

@@ -178,15 +178,16 @@ def jpeg_opencv(x: Tensor, quality: Tensor | float) -> Tensor:
     """
     b = x.shape[0]
     qualities = torch.as_tensor(quality).reshape(-1).expand(b).tolist()
-    images = (x.detach().clamp(0, 1) * 255).round().to('cpu', torch.uint8).permute(0, 2, 3, 1).numpy()
+    levels = x.detach().clamp(0, 1).mul_(255).round_().to('cpu', torch.uint8)
+    images = levels.flip(1).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, 3) BGR, in one pass
     out = np.empty_like(images)
-    for i, (img, q) in enumerate(zip(images, qualities)):
-        bgr = np.ascontiguousarray(img[..., ::-1])
+    for i, (bgr, q) in enumerate(zip(images, qualities)):
         ok, code = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, round(q)])
         if not ok:
             raise RuntimeError(f'cv2.imencode failed on image {i}')
-        out[i] = cv2.imdecode(code, cv2.IMREAD_COLOR)[..., ::-1]
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(x.device, x.dtype).div_(255).contiguous()
+        out[i] = cv2.imdecode(code, cv2.IMREAD_COLOR)
+    rgb = torch.from_numpy(out).permute(0, 3, 1, 2).flip(1)
+    return rgb.to(x.device, x.dtype, memory_format=torch.contiguous_format).div_(255)
 
 
 def sample_jpeg_quality(batch: int, quality_range: tuple[float, float] = (30, 95), integer: bool = False,

@@ -83,8 +83,11 @@ def _finish(out: Tensor, clip: bool, rounds: bool) -> Tensor:
 def randn(shape: torch.Size | tuple[int, ...], generator: Generators, device: torch.device,
           dtype: torch.dtype = torch.float32) -> Tensor:
     """Standard normal noise of ``shape`` (B, ...) from one generator or one per sample."""
-    if isinstance(generator, Sequence):
-        return torch.stack([torch.randn(shape[1:], generator=g, device=device, dtype=dtype) for g in generator])
+    if isinstance(generator, Sequence):  # each row filled in place: the same draws as randn + stack, one pass fewer
+        out = torch.empty(shape, device=device, dtype=dtype)
+        for row, g in zip(out, generator, strict=True):
+            row.normal_(generator=g)
+        return out
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
@@ -201,13 +204,13 @@ def _mixed_normal(x: Tensor, mix: Tensor, generator: Generators) -> Tensor:
 
 def add_bsrgan_gaussian_noise(x: Tensor, mix: Tensor, generator: Generators = None) -> Tensor:
     """KAIR's ``add_Gaussian_noise`` for a 3-channel batch: ``clip(x + mix @ z)``, ``mix`` (B, 3, 3)."""
-    return (x + _mixed_normal(x, mix, generator)).clamp(0, 1)
+    return _mixed_normal(x, mix, generator).add_(x).clamp_(0, 1)
 
 
 def add_speckle_noise(x: Tensor, mix: Tensor, generator: Generators = None) -> Tensor:
     """KAIR's ``add_speckle_noise``: ``clip(x + x * (mix @ z))`` with ``x`` clipped first."""
     x = x.clamp(0, 1)
-    return (x + x * _mixed_normal(x, mix, generator)).clamp(0, 1)
+    return _mixed_normal(x, mix, generator).mul_(x).add_(x).clamp_(0, 1)
 
 
 def sample_bsrgan_poisson_noise(batch: int, generator: torch.Generator | None = None,

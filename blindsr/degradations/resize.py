@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['imresize', 'resize_matrix']
+__all__ = ['banded_product', 'imresize', 'resize_matrix']
 
 _BORDERS = ('symmetric', 'replicate')
-_SPAN = 256  # on CPU, input rows per matrix block along a long dimension (see _apply)
+_SPAN = 256  # on CPU, input rows per matrix block along a long dimension (see banded_product)
 
 
 def _cubic(d: np.ndarray) -> np.ndarray:
@@ -100,30 +100,35 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
     same = (in_w, out_w, scale_w) == (in_h, out_h, scale_h)
     mat_w = mat_h if same else resize_matrix(in_w, out_w, scale_w, antialias, border)
     if scale_h <= scale_w:
-        out = _apply(mat_w, _apply(mat_h, work, -2), -1)
+        out = banded_product(mat_w, banded_product(mat_h, work, -2), -1)
     else:
-        out = _apply(mat_h, _apply(mat_w, work, -1), -2)
+        out = banded_product(mat_h, banded_product(mat_w, work, -1), -2)
     return out.to(x.dtype)
 
 
-def _apply(mat: Tensor, x: Tensor, dim: int) -> Tensor:
-    """Multiply dimension ``dim`` (-2 or -1) of ``x`` by ``mat`` (out, in).
+def banded_product(mat: Tensor, x: Tensor, dim: int, rows: int | None = None) -> Tensor:
+    """Multiply dimension ``dim`` (-2 or -1) of ``x`` by ``mat`` (out, in), or by one such matrix per
+    sample (B, 1, out, in); ``mat`` is a float64 CPU tensor, applied in ``x``'s dtype on its device.
 
-    On CPU a long dimension is done in row blocks of ~``_SPAN`` input rows, each multiplied by only
-    the input columns it touches (the matrix is banded): cost ~ out * _SPAN instead of out * in,
-    about 2-3x faster from ~1000 px on. On GPU one dense product beats several small ones.
+    On CPU the product goes in blocks, each multiplied by only the input span its rows touch (resize
+    matrices are banded): ``rows`` output rows per block, or by default blocks of ~``_SPAN`` input rows
+    along a long dimension (about 2-3x faster from ~1000 px on; shorter ones get one dense product).
+    Cost ~ out * span instead of out * in. On GPU one dense product beats several small ones.
     """
     mat_dev = mat.to(x.device, x.dtype)
-    out_len, in_len = mat.shape
-    blocks = math.ceil(in_len / _SPAN) if x.device.type == 'cpu' else 1
+    out_len, in_len = mat.shape[-2:]
+    if x.device.type != 'cpu':
+        blocks = 1
+    else:
+        blocks = math.ceil(out_len / rows) if rows else math.ceil(in_len / _SPAN)
     if blocks == 1:
-        return mat_dev @ x if dim == -2 else x @ mat_dev.T
-    nonzero = mat.numpy() != 0
+        return mat_dev @ x if dim == -2 else x @ mat_dev.mT
+    nonzero = (mat != 0).reshape(-1, out_len, in_len).any(0).numpy()
     pieces = []
     for k in range(blocks):
         r0, r1 = k * out_len // blocks, (k + 1) * out_len // blocks
         cols = np.flatnonzero(nonzero[r0:r1].any(0))
         c0, c1 = int(cols[0]), int(cols[-1]) + 1
-        block = mat_dev[r0:r1, c0:c1]
-        pieces.append(block @ x[..., c0:c1, :] if dim == -2 else x[..., c0:c1] @ block.T)
+        block = mat_dev[..., r0:r1, c0:c1]
+        pieces.append(block @ x[..., c0:c1, :] if dim == -2 else x[..., c0:c1] @ block.mT)
     return torch.cat(pieces, dim)
