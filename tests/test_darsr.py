@@ -55,12 +55,13 @@ def keys_sha(module: torch.nn.Module) -> tuple:
     return (hashlib.sha256(lines.encode()).hexdigest(), len(module.state_dict()))
 
 
-def assert_stats(t: torch.Tensor, rec: dict, rel: float = 1e-4, where: str = '') -> None:
+def assert_stats(t: torch.Tensor, rec: dict, rel: float = 1e-4, where: str = '', floor: float = 1e-12) -> None:
+    """``t`` against recorded statistics; ``floor``: an absolute tolerance per element (rounding noise)."""
     t = t.detach().double()
-    scale = max(rec['abs_sum'] / t.numel(), 1e-12)
-    assert t.abs().sum().item() == pytest.approx(rec['abs_sum'], rel=rel, abs=1e-9), where
-    assert t.mean().item() == pytest.approx(rec['mean'], abs=rel * scale + 1e-12), where
-    np.testing.assert_allclose(t.flatten()[:4].numpy(), rec['head'], rtol=rel, atol=rel * scale + 1e-12,
+    scale = max(rec['abs_sum'] / t.numel(), floor)
+    assert t.abs().sum().item() == pytest.approx(rec['abs_sum'], rel=rel, abs=max(1e-9, floor * t.numel())), where
+    assert t.mean().item() == pytest.approx(rec['mean'], abs=rel * scale + floor), where
+    np.testing.assert_allclose(t.flatten()[:4].numpy(), rec['head'], rtol=rel, atol=rel * scale + floor,
                                err_msg=where)
 
 
@@ -121,12 +122,23 @@ def test_one_joint_iteration_matches_the_authors():
     for key, value in rec['reg_terms'].items():
         assert float(terms[f'reg_{key}']) == pytest.approx(value, rel=1e-4), key
     nets = {'G': ad.G, 'D': ad.D, 'DARM': ad.darm}
+    # a gradient that is zero in exact arithmetic (D's conv biases feed BatchNorm, which removes any constant
+    # offset) is rounding noise that depends on the thread count: compared against 1e-6 of the largest
+    # mean |gradient| of its network
+    largest = {name: max(v['abs_sum'] / nets[name].get_parameter(k.split('.', 1)[1]).numel()
+                         for k, v in rec['grads'].items() if k.startswith(name + '.')) for name in nets}
+    noise = set()
     for key, value in rec['grads'].items():
         net, param = key.split('.', 1)
-        assert_stats(nets[net].get_parameter(param).grad, value, rel=2e-3, where=f'grad {key}')
-    for key, value in rec['weights'].items():
+        assert_stats(nets[net].get_parameter(param).grad, value, rel=2e-3, where=f'grad {key}',
+                     floor=1e-6 * largest[net])
+        if value['abs_sum'] / nets[net].get_parameter(param).numel() < 1e-6 * largest[net]:
+            noise.add(key)
+    assert noise <= {'D.first_layer.bias', *(f'D.feature_block.{3 * i}.bias' for i in range(5))}  # biases before BN
+    for key, value in rec['weights'].items():  # Adam turns a noise gradient into a step of +-lr of noise sign
         net, entry = key.split('.', 1)
-        assert_stats(nets[net].state_dict()[entry], value, rel=1e-4, where=key)
+        if key not in noise:
+            assert_stats(nets[net].state_dict()[entry], value, rel=1e-4, where=key)
 
 
 def test_darm_one_hot_coefficients_give_that_filter_and_output_is_linear_in_responses():
