@@ -172,7 +172,8 @@ def _compute(job: Job, metrics: dict, entry: Path, device_opt: str, bicubic: boo
     """Evaluate one job with :func:`blindsr.test.run_tests`; its SR images go to ``entry/results``."""
     opt = job.method.options([f'datasets={json.dumps(_datasets(job))}', f'path.results_root={entry / "results"}',
                               'val.save_img=true', f'val.metrics={json.dumps(metrics)}', f'device={device_opt}',
-                              f'val.bicubic_baseline={str(bicubic).lower()}'])
+                              f'val.bicubic_baseline={str(bicubic).lower()}',
+                              'val.summary_columns=settings'])  # a recipe's Table-2 summary needs noise levels
     dist_info, device = dist.init_dist(opt['device'], opt['dist']['backend'], opt['dist']['timeout_minutes'])
     try:
         results = run_tests(opt, dist_info, device)
