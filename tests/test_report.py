@@ -193,3 +193,17 @@ def test_wrong_benchmark_inputs_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match='weights file .*nope.pth not found'):
         runner.parse_method(f'x={recipe}@{tmp_path / "nope.pth"}')
     assert runner.parse_method(f'mine={recipe}@{tmp_path / "bsrnet_1.pth"}').name == 'mine'
+
+
+def test_a_recipes_own_table2_summary_does_not_stop_its_jobs(tmp_path):
+    """A recipe asking for the Table-2 summary (rows by noise level; CDSR's test recipes) still runs on a
+    protocol whose settings record no noise level: each job's summary is the benchmark's own."""
+    recipe = write_method(tmp_path, 'bsrnet', 1)
+    opt = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**opt, 'val': {'summary_columns': 'sets'}}))
+    hr = write_photos(tmp_path / 'hr', ['astronaut'], size=48)
+    load_script('make_testsets').make_testset(hr, 'bicubic', 2, tmp_path / 'testsets' / 'Tiny_bicubic_x2')
+    bench = runner.run_benchmark([runner.parse_method(str(recipe))], ['Tiny'], ['bicubic'], tmp_path / 'testsets',
+                                 tmp_path / 'cache')
+    assert bench.computed == 1
+    assert 'bicubic' in {row['setting'] for row in bench.rows if row['method'] == 'tiny_bsrnet'}
