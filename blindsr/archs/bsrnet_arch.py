@@ -23,7 +23,7 @@ from torch import nn
 from blindsr.checkpoint import StateDict, register_key_converter
 from blindsr.registry import ARCH_REGISTRY
 
-__all__ = ['BSRNet', 'from_basicsr_rrdbnet', 'to_basicsr_rrdbnet']
+__all__ = ['BSRNet', 'RRDB', 'from_basicsr_rrdbnet', 'to_basicsr_rrdbnet']
 
 _SLOPE = 0.2  # LeakyReLU negative slope
 _RES_SCALE = 0.2  # residual scaling in dense blocks and RRDBs
@@ -56,7 +56,7 @@ class _DenseBlock(nn.Module):
         return self.conv5(torch.cat(feats, 1)) * _RES_SCALE + x
 
 
-class _RRDB(nn.Module):
+class RRDB(nn.Module):
     """Three dense blocks in a row with a scaled residual around them."""
 
     def __init__(self, num_feat: int, num_grow_ch: int) -> None:
@@ -90,7 +90,7 @@ class BSRNet(nn.Module):
                              f'got scale={scale!r}.')
         self.scale = scale
         self.conv_first = _conv3(in_ch, num_feat)
-        self.RRDB_trunk = nn.Sequential(*(_RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
+        self.RRDB_trunk = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
         self.trunk_conv = _conv3(num_feat, num_feat)
         self.upconv1 = _conv3(num_feat, num_feat)
         if scale == 4:

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blindsr.archs.bsrnet_arch import _RRDB
-from blindsr.archs.common import DynamicDepthwiseConv
-from blindsr.archs.dasr_arch import _ChannelAttention, _DABlock, from_authors_training_state
+from blindsr.archs.bsrnet_arch import RRDB
+from blindsr.archs.common import DABlock, DegradationChannelAttention, DynamicDepthwiseConv
+from blindsr.archs.dasr_arch import from_authors_training_state
 from blindsr.checkpoint import register_key_converter
 from blindsr.registry import ARCH_REGISTRY
 
@@ -127,7 +127,7 @@ class _DQA(DynamicDepthwiseConv):
         super().__init__(channels, channels)
         self.sf_attn = _CrossModalAttention(channels)
         self.conv = nn.Conv2d(channels, channels, 1)
-        self.ca = _ChannelAttention(deg_dim, channels, reduction)
+        self.ca = DegradationChannelAttention(deg_dim, channels, reduction)
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
         query = self.sf_attn(F.adaptive_avg_pool2d(x, 1).flatten(1), d)
@@ -140,13 +140,13 @@ class _SFT(nn.Module):
     def __init__(self, num_feat: int, dim: int, reduction: int):
         super().__init__()
         self.fc = nn.Sequential(nn.Linear(dim, dim), nn.PReLU(), nn.Linear(dim, num_feat), nn.Sigmoid())
-        self.dab = _DABlock(num_feat, num_feat, reduction, da_conv=_DQA)
+        self.dab = DABlock(num_feat, num_feat, reduction, da_conv=_DQA)
 
     def forward(self, x: Tensor, fea_map: Tensor) -> Tensor:
         return self.dab(x, self.fc(fea_map))
 
 
-class _RRDBSFT(_RRDB):
+class _RRDBSFT(RRDB):
     """SFT layer, then three residual dense blocks; scaled residual around all."""
 
     def __init__(self, num_feat: int, num_grow_ch: int, dim: int, reduction: int):

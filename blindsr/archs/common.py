@@ -1,6 +1,6 @@
-"""Layers shared by the EDSR-descended archs (SRFBN, DASR, KDSR, CDSR): MeanShift, the upsampler and the
+"""Layers shared by the EDSR-descended archs (SRFBN, DASR, KDSR, CDSR): MeanShift, the upsampler, the
 per-sample depthwise conv whose kernels a degradation representation predicts (DASR's DA conv, KDSR's
-IDR-DDC)."""
+IDR-DDC, CDSR's DQA), and DASR's channel attention, DA conv and DA block (CDSR reuses them)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,49 @@ class DynamicDepthwiseConv(nn.Module):
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
         b, c = x.shape[:2]
         return per_sample_depthwise_conv(x, self.kernel(d).reshape(b, c, 3, 3), negative_slope=0.1)
+
+
+class DegradationChannelAttention(nn.Module):
+    """Channel weights from the degradation vector alone: 1x1 convs C_d -> C_d / r -> C, sigmoid."""
+
+    def __init__(self, deg_dim: int, channels: int, reduction: int):
+        super().__init__()
+        self.conv_du = nn.Sequential(nn.Conv2d(deg_dim, deg_dim // reduction, 1, bias=False),
+                                     nn.LeakyReLU(0.1, inplace=True),
+                                     nn.Conv2d(deg_dim // reduction, channels, 1, bias=False), nn.Sigmoid())
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        return x * self.conv_du(d[:, :, None, None])
+
+
+class DAConv(DynamicDepthwiseConv):
+    """DASR's DA conv: the per-sample depthwise 3x3 conv (kernels predicted from ``d``), LReLU, a 1x1 conv;
+    plus the input scaled by a channel attention."""
+
+    def __init__(self, channels: int, deg_dim: int, reduction: int):
+        super().__init__(channels, deg_dim)
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.ca = DegradationChannelAttention(deg_dim, channels, reduction)
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        out = self.conv(super().forward(x, d))
+        return out + self.ca(x, d)
+
+
+class DABlock(nn.Module):
+    """DASR's DA block: DA conv, LReLU, 3x3 conv, LReLU, DA conv, LReLU, 3x3 conv; plus the input.
+    ``da_conv``: the conditioned conv's class (CDSR's FuseBLK is this block with its domain-query attention
+    conv)."""
+
+    def __init__(self, channels: int, deg_dim: int, reduction: int, da_conv: type[nn.Module] = DAConv):
+        super().__init__()
+        self.da_conv1 = da_conv(channels, deg_dim, reduction)
+        self.da_conv2 = da_conv(channels, deg_dim, reduction)
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x: Tensor, d: Tensor) -> Tensor:
+        out = F.leaky_relu(self.da_conv1(x, d), 0.1, inplace=True)
+        out = F.leaky_relu(self.conv1(out), 0.1, inplace=True)
+        out = F.leaky_relu(self.da_conv2(out, d), 0.1, inplace=True)
+        return self.conv2(out) + x

@@ -19,10 +19,9 @@ shift), the generator mean-shifts them.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blindsr.archs.common import DynamicDepthwiseConv, MeanShift, upsampler
+from blindsr.archs.common import DABlock, MeanShift, upsampler
 from blindsr.checkpoint import StateDict, register_key_converter
 from blindsr.registry import ARCH_REGISTRY
 
@@ -59,50 +58,6 @@ class DegradationEncoder(nn.Module):
         return fea, self.mlp(fea)
 
 
-class _ChannelAttention(nn.Module):
-    """Channel weights from the degradation vector alone: 1x1 convs C_d -> C_d / r -> C, sigmoid."""
-
-    def __init__(self, deg_dim: int, channels: int, reduction: int):
-        super().__init__()
-        self.conv_du = nn.Sequential(nn.Conv2d(deg_dim, deg_dim // reduction, 1, bias=False), _lrelu(),
-                                     nn.Conv2d(deg_dim // reduction, channels, 1, bias=False), nn.Sigmoid())
-
-    def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        return x * self.conv_du(d[:, :, None, None])
-
-
-class _DAConv(DynamicDepthwiseConv):
-    """The per-sample depthwise 3x3 conv (kernels predicted from ``d``), LReLU, a 1x1 conv; plus the input
-    scaled by a channel attention."""
-
-    def __init__(self, channels: int, deg_dim: int, reduction: int):
-        super().__init__(channels, deg_dim)
-        self.conv = nn.Conv2d(channels, channels, 1)
-        self.ca = _ChannelAttention(deg_dim, channels, reduction)
-
-    def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        out = self.conv(super().forward(x, d))
-        return out + self.ca(x, d)
-
-
-class _DABlock(nn.Module):
-    """DA conv, LReLU, 3x3 conv, LReLU, DA conv, LReLU, 3x3 conv; plus the input. ``da_conv``: the
-    conditioned conv's class (CDSR's FuseBLK is this block with its domain-query attention conv)."""
-
-    def __init__(self, channels: int, deg_dim: int, reduction: int, da_conv: type[nn.Module] = _DAConv):
-        super().__init__()
-        self.da_conv1 = da_conv(channels, deg_dim, reduction)
-        self.da_conv2 = da_conv(channels, deg_dim, reduction)
-        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
-
-    def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        out = F.leaky_relu(self.da_conv1(x, d), _SLOPE, inplace=True)
-        out = F.leaky_relu(self.conv1(out), _SLOPE, inplace=True)
-        out = F.leaky_relu(self.da_conv2(out, d), _SLOPE, inplace=True)
-        return self.conv2(out) + x
-
-
 class _Residual(nn.Module):
     """``body[:-1]`` conditioned blocks, then the plain conv ``body[-1]``; plus the input."""
 
@@ -128,7 +83,7 @@ class DASRGenerator(nn.Module):
         self.sub_mean = MeanShift(rgb_range, -1)
         self.add_mean = MeanShift(rgb_range, 1)
         self.head = nn.Sequential(nn.Conv2d(3, num_feat, 3, 1, 1))
-        groups = [_Residual([_DABlock(num_feat, deg_dim, reduction) for _ in range(num_block)], num_feat)
+        groups = [_Residual([DABlock(num_feat, deg_dim, reduction) for _ in range(num_block)], num_feat)
                   for _ in range(num_group)]
         self.body = nn.ModuleList([*groups, nn.Conv2d(num_feat, num_feat, 3, 1, 1)])
         self.tail = nn.Sequential(upsampler(scale, num_feat), nn.Conv2d(num_feat, 3, 3, 1, 1))
