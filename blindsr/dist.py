@@ -37,7 +37,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cuda':
         if not torch.cuda.is_available():
-            raise RuntimeError("device: cuda was asked for but torch sees no CUDA device.")
+            raise ValueError("device: cuda was asked for but torch sees no CUDA device (use cpu or auto).")
         return torch.device('cuda', local_rank % torch.cuda.device_count())
     return torch.device(name)
 

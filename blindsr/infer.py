@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from blindsr import dist
 from blindsr.checkpoint import load_pretrained
 from blindsr.data.image_io import IMAGE_EXTENSIONS, list_images, read_raw, to_rgb_float, to_tensor, write_raw
 from blindsr.detect import build, detect
@@ -109,15 +110,6 @@ def darsr_options(items: Sequence[str]) -> dict:
             raise ValueError(f'--darsr expects KEY=VALUE, got {item!r}')
         given[key.strip()] = parse_yaml(value)
     return DARSR_OPTIONS.resolve(given, 'darsr', Context('--darsr', is_train=False))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'--device {name}: CUDA is not available here (use --device cpu or auto).')
-    return device
 
 
 def inputs_and_outputs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
@@ -207,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f'--dtype {args.dtype}: DARSR trains on each image, in fp32 only (use --dtype fp32).')
     if args.scale is not None and args.scale != scale:
         raise ValueError(f'--scale {args.scale} asked, but the network is x{scale} ({what}).')
-    device = pick_device(args.device)
+    device = dist.pick_device(args.device)
     if device.type == 'cpu' and args.dtype == 'fp16':
         print('warning: fp16 on the CPU has no fast kernels in torch (tens of times slower than fp32); bf16 or '
               'fp32 are the CPU choices.', file=sys.stderr)

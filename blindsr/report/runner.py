@@ -35,6 +35,7 @@ from blindsr.options import load_options
 from blindsr.registry import ARCH_REGISTRY, build
 from blindsr.report.tables import slug
 from blindsr.test import run_tests
+from blindsr.zoo import sha256_of
 
 # options that do not change a method's output (or are replaced for each job)
 NOT_IN_KEY = ('name', 'path', 'datasets', 'val', 'dist', 'device', 'num_gpu', 'is_train', 'manual_seed')
@@ -124,19 +125,11 @@ def testset_folder(root: Path, testset: str, protocol: str, scale: int) -> Path:
     return folder
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _set_digest(job: Job) -> str:
     """The test set's contents: its params.json (which lists every PNG's sha256), or each LR image's hash."""
     if job.paired:
-        return sha256_file(job.folder / 'params.json')
-    return hashlib.sha256(''.join(f'{p.name}:{sha256_file(p)}' for p in list_images(job.folder)).encode()).hexdigest()
+        return sha256_of(job.folder / 'params.json')
+    return hashlib.sha256(''.join(f'{p.name}:{sha256_of(p)}' for p in list_images(job.folder)).encode()).hexdigest()
 
 
 def _metrics(job: Job, lpips: dict | None) -> dict:
@@ -210,7 +203,7 @@ def run_benchmark(methods: list[Method], testsets: list[str], protocols: list[st
             for p in protocols]
     jobs += [Job(m, name, LR_ONLY, folder) for m in chosen for name, folder in lr_sets]
     out = Benchmark()
-    weights_sha = {m.weights: sha256_file(m.weights) for m in chosen}
+    weights_sha = {m.weights: sha256_of(m.weights) for m in chosen}
     device_kind = dist.pick_device(device, 0).type
     bar = tqdm(jobs, desc='benchmark', unit='job', disable=not progress)
     for job in bar:
