@@ -133,15 +133,20 @@ class BaseModel:
             self.wrapped[name] = net
             if self.is_train:
                 self.log_info(f'{name} (frozen, not wrapped): eval mode, no gradient, in no optimizer')
-        elif self.dist.enabled and any(p.requires_grad for p in net.parameters()):
-            ids = [self.device.index] if self.device.type == 'cuda' else None
-            self.wrapped[name] = DistributedDataParallel(net, device_ids=ids)
         else:
-            self.wrapped[name] = net
-        if self.compile and self.is_train:  # the bare module stays the state of record (no _orig_mod. keys)
-            self.wrapped[name] = torch.compile(self.wrapped[name])
-            self.log_info(f'{name}: compiled for training (torch.compile; validation runs eager)')
+            self.wrap(name)
+            if self.compile and self.is_train:  # the bare module stays the state of record (no _orig_mod. keys)
+                self.log_info(f'{name}: compiled for training (torch.compile; validation runs eager)')
         return net
+
+    def wrap(self, name: str) -> None:
+        """What training calls ``networks[name]`` through: DDP under torchrun (over the parameters that train
+        now; call again when that set changes), compiled with ``train.compile``."""
+        net = self.networks[name]
+        if self.dist.enabled and any(p.requires_grad for p in net.parameters()):
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(net, device_ids=ids)
+        self.wrapped[name] = torch.compile(net) if self.compile and self.is_train else net
 
     def add_ema(self, name: str, decay: float) -> None:
         """Keep an exponential moving average of ``networks[name]`` (parameters and buffers)."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from blindsr import dist
 from blindsr.archs.moco import MoCo, info_nce_accuracy
@@ -98,8 +97,7 @@ class DASRModel(EncoderStage, BlindSRModel):
         anew so DDP expects gradients for the parameters that still train."""
         self.net_g.encoder.requires_grad_(False)
         self.encoder_frozen = True
-        if self.wrapped['net_g'] is not self.net_g:
-            self.wrapped['net_g'] = DistributedDataParallel(self.net_g, device_ids=self.wrapped['net_g'].device_ids)
+        self.wrap('net_g')
         self.log_info('the degradation encoder is frozen; the contrastive term is dropped')
 
     def optimize_parameters(self, it: int) -> dict[str, torch.Tensor]:
