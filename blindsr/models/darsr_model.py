@@ -142,9 +142,10 @@ class Adaptation:
 
     def train_joint(self, image: np.ndarray, seed: int, progress: _Progress,
                     after_step: Callable[[int], None] | None = None) -> None:
-        """One joint run from fresh G, D and DARM on crops of ``image``; ``after_step(it)`` after each
-        iteration's step, before the schedules move on."""
+        """One joint run from fresh G, D and DARM on crops of ``image``, torch's random state seeded with
+        ``seed``; ``after_step(it)`` after each iteration's step, before the schedules move on."""
         o = self.opt
+        torch.manual_seed(seed)
         self.start_joint()
         for it, batch in enumerate(InternalCrops(image, self.scale, o['crop_size'], o['batch_size'], o['iters'], seed)):
             losses = self.step(_to(batch, self.device))
@@ -168,9 +169,6 @@ class Adaptation:
         self.regularization = KernelRegularization(self.scale, LinearDownsampler.kernel_size).to(self.device)
         self.lambdas = LambdaSchedule()
 
-    def super_resolve(self, x: Tensor) -> Tensor:
-        return self.sr_net(x)
-
     def step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One joint iteration (the authors' train_G then train_D); returns every loss term, unweighted
         regularisation terms prefixed ``reg_``.
@@ -189,9 +187,9 @@ class Adaptation:
         self.opt_g.zero_grad(set_to_none=True)
         fake_lr = self.G(hr)
         rec = self.darm(fake_lr)
-        sr = self.super_resolve(rec)
+        sr = self.sr_net(rec)
         adapt = self.darm(lr)
-        lr_sr = self.super_resolve(adapt)
+        lr_sr = self.sr_net(adapt)
         rec_lr = self.G(lr_sr)
         score_bicubic = self.dsem(crop_like(hr_bic, rec))
         score_own = self.dsem(crop_like(lr, rec_lr))
@@ -231,7 +229,7 @@ class Adaptation:
     def correct(self, lq: Tensor) -> tuple[Tensor, Tensor]:
         """(corrected LR, its SR) for the whole image."""
         corrected = self.darm(lq)
-        return corrected, self.super_resolve(corrected)
+        return corrected, self.sr_net(corrected)
 
     def sr_step(self, lq: Tensor) -> Callable[[Tensor], Tensor]:
         """``fn(x) = SR(DARM(x))`` for any part ``x`` of ``lq``, DARM's channel attention taken from ``lq`` (its
@@ -240,7 +238,7 @@ class Adaptation:
             attention = self.darm.attention(_embed_view(lq))
 
         def run(x: Tensor) -> Tensor:
-            return self.super_resolve(self.darm(x, attention))
+            return self.sr_net(self.darm(x, attention))
         return run
 
 
@@ -307,7 +305,6 @@ class DARSRModel(BaseModel):
                         best = (psnr, corrected, sr, adaptation.G.effective_kernel().detach(),
                                 f'run {run + 1} iteration {it}')
 
-            torch.manual_seed(seed + run)
             stage = f'joint run {run + 1}/{runs}' if runs > 1 else 'joint'
             adaptation.train_joint(image, seed + run, _Progress(self.log_info, name, stage, o['iters'], o['log_every']),
                                    score if oracle else None)
@@ -353,7 +350,6 @@ class DARSRAdapter(nn.Module):
             adaptation = Adaptation(self.sr_net, self.scale, o, lq.device)
             image = tensor2img(lq, rgb2bgr=False)
             adaptation.train_dsem(image, seed, _Progress(self.log, name, 'DSEM', o['dsem_iters'], o['log_every']))
-            torch.manual_seed(seed)
             adaptation.train_joint(image, seed, _Progress(self.log, name, 'joint', o['iters'], o['log_every']))
         return adaptation.sr_step(lq)
 
