@@ -23,7 +23,7 @@ from basicsr.utils import tensor2img
 from tqdm import tqdm
 
 from blindsr import dist
-from blindsr.data.image_io import ImageReadError, image_size, write_image
+from blindsr.data.image_io import ImageReadError, image_size, write_raw
 from blindsr.degradations.resize import imresize
 from blindsr.logging_utils import LOGGER_NAME
 from blindsr.registry import METRIC_REGISTRY, lookup
@@ -146,7 +146,8 @@ def _evaluate_image(model, batch: dict, name: str, metric_fns: dict, out: Path |
     if model.device.type == 'cuda':
         torch.cuda.synchronize(model.device)
     record = {'name': name, 'time_s': time.perf_counter() - start}
-    extras = model.extra_outputs()  # a per-image method's other images (see BaseModel.extra_outputs)
+    # a per-image method's other images (see BaseModel.extra_outputs), as 8-bit BGR like sr_img
+    extras = {key: (tensor2img(img), img.shape[-2:]) for key, img in model.extra_outputs().items()}
     sr_img = tensor2img(sr)
     gt_img = None if gt is None else tensor2img(gt)
     if gt_img is not None and sr_img.shape != gt_img.shape:
@@ -154,14 +155,12 @@ def _evaluate_image(model, batch: dict, name: str, metric_fns: dict, out: Path |
                            'does the network scale match the options scale?')
     # saved before scoring: a metric that fails on this image still leaves its SR image on disk
     if out is not None:
-        write_image(out, sr_img[..., ::-1].astype(np.float32) / 255.0)
+        write_raw(out, sr_img)
         if save_comparison:
-            write_image(out.with_name(f'{out.stem}_compare.png'),
-                        comparison_image(lq, sr, gt)[..., ::-1].astype(np.float32) / 255.0)
-        for key, img in extras.items():
-            write_image(out.with_name(f'{out.stem}_{key}.png'), tensor2img(img)[..., ::-1].astype(np.float32) / 255.0)
-    candidates = {'': sr_img, **{f'{key}_': tensor2img(img) for key, img in extras.items()
-                                 if img.shape[-2:] == sr.shape[-2:]}}
+            write_raw(out.with_name(f'{out.stem}_compare.png'), comparison_image(lq, sr, gt))
+        for key, (img, _) in extras.items():
+            write_raw(out.with_name(f'{out.stem}_{key}.png'), img)
+    candidates = {'': sr_img, **{f'{key}_': img for key, (img, size) in extras.items() if size == sr.shape[-2:]}}
     if bicubic_baseline:
         candidates['bicubic_'] = tensor2img(imresize(lq.float(), size=tuple(sr.shape[-2:])))
     for prefix, img in candidates.items():
