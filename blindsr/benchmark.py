@@ -52,13 +52,16 @@ def _wait_idle(deadline: float) -> None:
             return
 
 
-def _timed_call(fn: Callable[[], object]) -> tuple[float, bool]:
-    """Seconds of one call after a re-warming call, and whether other processes stayed quiet while it ran
-    (used at most 5 % of its time + 30 ms); without /proc/stat every call counts as quiet."""
+def _timed_call(fn: Callable[[], object], device: torch.device | str | None = None) -> tuple[float, bool]:
+    """Seconds of one call after a re-warming call (queued CUDA work on ``device`` included), and whether
+    other processes stayed quiet while it ran (used at most 5 % of its time + 30 ms); without /proc/stat
+    every call counts as quiet."""
     fn()
     gated = os.path.exists('/proc/stat')
+    synchronize(device)
     before, start = _others_cpu() if gated else 0.0, time.perf_counter()
     fn()
+    synchronize(device)
     took = time.perf_counter() - start
     return took, not gated or _others_cpu() - before <= 0.05 * took + 0.03
 
@@ -81,12 +84,13 @@ def gated_seconds(fn: Callable[[], object], repeats: int, device: torch.device,
     return statistics.median(clean if ok else clean + busy), ok
 
 
-def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int,
-                 warmup: int = 2) -> dict[str, tuple[float, bool]]:
-    """CPU alternatives timed in interleaved rounds: each round waits for an otherwise idle CPU (as
+def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
+                 device: torch.device | str | None = None) -> dict[str, tuple[float, bool]]:
+    """Alternatives timed in interleaved rounds: each round waits for an otherwise idle CPU (as
     :func:`gated_seconds`), then times every function once, in an order rotated per round, so that drifts
-    of the machine or of this process (e.g. the allocator's state) hit all alike. Returns ``name ->
-    (median seconds over its undisturbed calls, whether at least half were)`` (else over all calls)."""
+    of the machine or of this process (e.g. the allocator's state) hit all alike; on a CUDA ``device``
+    each call is timed to the end of its queued work. Returns ``name -> (median seconds over its
+    undisturbed calls, whether at least half were)`` (else over all calls)."""
     names = list(fns)
     for name in names:
         for _ in range(warmup):
@@ -98,7 +102,7 @@ def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int,
         if os.path.exists('/proc/stat'):
             _wait_idle(deadline)
         for name in names[r % len(names):] + names[:r % len(names)]:
-            took, quiet = _timed_call(fns[name])
+            took, quiet = _timed_call(fns[name], device)
             (clean if quiet else busy)[name].append(took)
     out = {}
     for name in names:

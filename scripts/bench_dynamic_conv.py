@@ -1,6 +1,7 @@
 """Per-sample depthwise 3x3 conv (DASR's DA conv, KDSR's IDR-DDC): exact formulations vs the grouped conv.
 
-Usage: ``python scripts/bench_dynamic_conv.py [--channels 64] [--repeats 9]``. For B x C x S x S
+Usage: ``python scripts/bench_dynamic_conv.py [--device cuda] [--compile] [--channels 64] [--repeats 9]``.
+For B x C x S x S
 feature maps at DASR/KDSR training sizes (B 8-32, S 48/64), prints milliseconds for the forward
 (no grad) and forward + backward (gradients for the input and the kernels) of each formulation,
 its ratio against the grouped conv over B * C groups (the authors' formulation) measured in the same
@@ -11,7 +12,11 @@ run, and its largest deviation from it (output, input gradient, kernel gradient)
 - ``per_sample``: B depthwise convs (C groups each), concatenated;
 - ``unfold_bmm``: ``F.unfold`` into (B * C, 9, H * W) and a batched (1 x 9) @ (9 x HW) product;
 - ``taps``: nine shifted multiply-adds over the zero-padded map;
-- ``blindsr``: :func:`blindsr.archs.common.per_sample_depthwise_conv`, what the archs use.
+- ``blindsr``: :func:`blindsr.archs.common.per_sample_depthwise_conv`, what the archs use;
+- ``compiled`` (with ``--compile``): ``torch.compile`` of the grouped conv (Inductor generates its own
+  kernel for the per-sample taps; on a GPU a Triton kernel), compiled once per shape before timing.
+
+On ``--device cuda`` each call is timed to the end of its queued GPU work, in the same interleaved rounds.
 
 Alternatives run in interleaved rounds gated on an otherwise idle CPU
 (:func:`blindsr.benchmark.gated_rounds`); ``*`` marks a row where fewer than half the calls ran
@@ -86,14 +91,14 @@ def results(conv: Conv, x: torch.Tensor, k: torch.Tensor, g: torch.Tensor) -> li
     return [out.detach(), x.grad, k.grad]
 
 
-def bench(b: int, c: int, s: int, repeats: int) -> None:
+def bench(b: int, c: int, s: int, repeats: int, device: torch.device, formulations: dict[str, Conv]) -> None:
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(b, c, s, s, generator=gen).requires_grad_()
-    k = (torch.randn(b, c, 3, 3, generator=gen) / 3).requires_grad_()
-    g = torch.randn(b, c, s, s, generator=gen)
+    x = torch.randn(b, c, s, s, generator=gen).to(device).requires_grad_()
+    k = (torch.randn(b, c, 3, 3, generator=gen) / 3).to(device).requires_grad_()
+    g = torch.randn(b, c, s, s, generator=gen).to(device)
     ref = results(grouped, x, k, g)
     deviation = {name: [float((a - r).abs().max()) for a, r in zip(results(conv, x, k, g), ref)]
-                 for name, conv in FORMULATIONS.items()}
+                 for name, conv in formulations.items()}
 
     def forward(conv: Conv) -> Callable[[], object]:
         def run() -> None:
@@ -107,11 +112,12 @@ def bench(b: int, c: int, s: int, repeats: int) -> None:
             conv(x, k).backward(g)
         return run
 
-    fwd = gated_rounds({name: forward(conv) for name, conv in FORMULATIONS.items()}, repeats)
-    both = gated_rounds({name: train(conv) for name, conv in FORMULATIONS.items()}, repeats)
-    print(f'\nB {b}, C {c}, {s}x{s} ({torch.get_num_threads()} threads)'.ljust(37) +
+    fwd = gated_rounds({name: forward(conv) for name, conv in formulations.items()}, repeats, device=device)
+    both = gated_rounds({name: train(conv) for name, conv in formulations.items()}, repeats, device=device)
+    where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'
+    print(f'\nB {b}, C {c}, {s}x{s} ({where})'.ljust(37) +
           'forward            forward + backward      max |diff| vs grouped (out, dx, dk)')
-    for name in FORMULATIONS:
+    for name in formulations:
         (tf, okf), (tb, okb) = fwd[name], both[name]
         flag = ' ' if okf and okb else '*'
         dev = ', '.join(f'{d:.1e}' for d in deviation[name])
@@ -133,12 +139,20 @@ def main() -> None:
     parser.add_argument('--channels', type=int, nargs='+', default=[64])
     parser.add_argument('--repeats', type=int, default=9)
     parser.add_argument('--default-malloc', action='store_true', help="don't keep freed memory in the heap")
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]'")
+    parser.add_argument('--compile', action='store_true', help='add the torch.compile formulation')
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is visible')
+    formulations = dict(FORMULATIONS)
+    if args.compile:
+        formulations['compiled'] = torch.compile(grouped, dynamic=False)
     kept = not args.default_malloc and keep_freed_memory()
     print(f"allocator: {'freed memory kept in the heap' if kept else 'default'}")
     for c in args.channels:
         for b, s in ((8, 48), (32, 48), (8, 64), (16, 64)):
-            bench(b, c, s, args.repeats)
+            bench(b, c, s, args.repeats, device, formulations)
 
 
 if __name__ == '__main__':
