@@ -4,6 +4,7 @@ their tables, and the embedding map script reads CDSR runs."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -186,3 +187,21 @@ def test_ddp_ranks_stay_identical_through_the_freeze(tmp_path, photo_dirs):
     assert int(ranks[0]['moco']['queue_ptr']) == 4  # one MoCo step (iteration 1) x 2 ranks x 2 keys
     log = next((tmp_path / 'experiments' / 'ddp').glob('train_ddp_*.log')).read_text()
     assert 'the degradation encoder is frozen' in log
+
+
+def test_encoder_freeze_keeps_train_compile(tmp_path, monkeypatch):
+    """The freeze re-wraps the network (BaseModel.wrap): with train.compile it stays compiled and the frozen
+    encoder stays put. Dynamo's eager backend stands in for Inductor (minutes of C++ compilation on CPU): the
+    wrapping is what is checked, not the generated code."""
+    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
+    model = model_for(tmp_path, TINY, freeze_encoder_iter=1, compile=True)
+    model.feed_data({'gt': torch.rand(2, 2, 3, 32, 32)})
+    assert 'l_contrast' in model.optimize_parameters(1)
+    frozen = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    assert set(model.optimize_parameters(2)) == {'l_pix'}
+    assert isinstance(model.wrapped['net_g'], torch._dynamo.eval_frame.OptimizedModule)
+    assert model.wrapped['net_g']._orig_mod is model.net_g
+    after = model.net_g.state_dict()
+    assert all(torch.equal(after[k], frozen[k]) for k in after if k.startswith('E.') and 'running' not in k
+               and 'num_batches' not in k)
+    assert any(not torch.equal(after[k], frozen[k]) for k in after if k.startswith('G.'))
