@@ -219,7 +219,7 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
             model.feed_data(batch)
             losses = model.optimize_parameters(it)
             model.update_learning_rate()
-            meter.update(losses, data_time)
+            meter.update(losses, data_time, time.perf_counter() - tick)
             if it % log_opt['print_freq'] == 0 or it == total_iter:
                 text, scalars = meter.line(it, epoch, model.current_lr())
                 logger.info(text)
