@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import random
 import sys
@@ -355,3 +356,23 @@ def test_create_lmdb_writes_meta_info(hr_folder: Path, tmp_path: Path) -> None:
     script.create_lmdb(hr_folder, out, overwrite=True)
     with pytest.raises(ValueError, match='must end in .lmdb'):
         script.create_lmdb(hr_folder, tmp_path / 'x.db')
+
+
+def test_bench_data_path_prints_every_column_and_writes_json(hr_folder: Path, tmp_path: Path, capsys) -> None:
+    """The data-path benchmark at a tiny size on the CPU: every column filled, one row per step time, the
+    recipe's published batch and GT size beside the ones measured. Its figures are not checked (timings)."""
+    script = load_script('bench_data_path')
+    out = tmp_path / 'data_path.json'
+    script.main(['--methods', 'dasr', '--images', str(hr_folder), '--workers', '0', '1', '--rounds', '1',
+                 '--step-ms', '1', 'dasr=2', '--device', 'cpu', '--set', 'datasets.train.batch_size_per_gpu=2',
+                 '--set', 'datasets.train.gt_size=32', '--out', str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split(' | ') == list(script.COLUMNS)
+    table = [line.split(' | ') for line in lines[2:-1]]
+    assert [(row[0], row[1], row[2], row[3], row[4], row[9]) for row in table] == [
+        ('dasr', '2 (32) x2', '32 (192)', workers, 'off', step) for workers in '01' for step in '12']
+    assert all(len(row) == len(script.COLUMNS) and row[8] == '-' for row in table)  # no CUDA copy on the CPU
+    rows = json.loads(out.read_text())['rows']
+    assert len(rows) == 4 and all(0 <= row['wait_share'] <= 1 and row['images_per_s'] > 0 for row in rows)
+    with pytest.raises(ValueError, match="unknown method 'dsr'"):
+        script.parse_steps(['dsr=5'], ['dasr'])
