@@ -183,6 +183,22 @@ def test_hr_dataset_val_mod_crops_whole_images(hr_folder: Path) -> None:
     np.testing.assert_array_equal(dataset[2]['gt'].permute(1, 2, 0).numpy(), expected)
 
 
+def test_hr_dataset_train_crops_convert_as_read_image(tmp_path: Path) -> None:
+    """Training crops the stored 8/16-bit pixels before converting them to float: the values are those of
+    read_image's float image (here the crop is the whole image, flips and rotations off)."""
+    rgb = photo('astronaut', (64, 64))
+    save(tmp_path / 'rgb.png', rgb)
+    save(tmp_path / 'rgba.png', np.dstack([rgb, np.full((64, 64), 7, np.uint8)]))
+    save(tmp_path / 'gray.png', photo('camera', (64, 64)))
+    save(tmp_path / 'deep.png', rgb.astype(np.uint16) * 257 + 3)
+    dataset = HRImageDataset({'phase': 'train', 'scale': 4, 'gt_size': 64, 'num_patches': 2,
+                              'dataroot_gt': tmp_path})
+    for index in range(4):
+        item = dataset[(index, 0)]
+        expected = torch.from_numpy(read_image(item['gt_path']).transpose(2, 0, 1).copy())
+        assert item['gt'].dtype == torch.float32 and torch.equal(item['gt'], torch.stack([expected] * 2))
+
+
 def test_hr_dataset_lists_every_too_small_image(hr_folder: Path, tmp_path: Path) -> None:
     opt = {'phase': 'train', 'scale': 4, 'gt_size': 100}
     with pytest.raises(ValueError, match='gt_size 100') as info:
