@@ -6,6 +6,9 @@ real photos are read from disk (``--images``, default ``$BLINDSR_DATA/BSDS500_tr
 own dataset and blindsr's DataLoader (:func:`blindsr.data.loader.build_dataloader`, as training builds it),
 for every ``--workers`` count and ``--pin`` setting:
 
+- ``cpu ms/batch``: the CPU time one batch costs to load (in one process, so it does not depend on what
+  else the machine runs), and ``workers needed`` to keep a step of ``--step-ms`` fed:
+  ``ceil(cpu_ms_per_batch / step_ms)`` workers on otherwise idle cores.
 - ``batches/s``, ``images/s`` and ``ms/batch`` of the loader alone, after its first round of batches
   (worker start-up) is out. With workers, ``ms/batch`` is the shortest step the loader keeps fed: a step
   of S ms waits about ``max(0, 1 - S / ms_per_batch)`` of its time for data (``model %``; without
@@ -19,10 +22,12 @@ for every ``--workers`` count and ``--pin`` setting:
   ``scripts/bench_train_step.py`` (``--step-ms 120`` for every method, or ``dasr=60 kdsr=150`` per method).
 
 The degradation runs on the device in ``feed_data`` (the recipes' top-level ``degradation``), so the
-loader only reads, crops and flips HR images; its cost is in the image decode and the float conversion.
-A GT size larger than the smallest image is lowered to it (BSDS500 photos are 481x321; the table says so).
+loader only reads, crops and flips HR images; most of its cost is decoding each whole PNG for one crop
+(a 2K DF2K photo costs about 11x a 481x321 BSDS500 one: measure your own set with ``--images``).
+A GT size larger than the smallest image is lowered to it (the table says so).
 
     python scripts/bench_data_path.py --workers 0 1 2 --step-ms 100 --out bench_data_path.json
+    python scripts/bench_data_path.py --images $BLINDSR_DATA/DF2K/HR --methods dasr kdsr --workers 4 8 16
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ METHODS = {
     'kdsr': 'options/train/kdsr/kdsr_s_m_x4_iso.yml',
     'kdsrnet': 'options/train/kdsr/kdsrnet_s_x4.yml',
 }
-COLUMNS = ('method', 'batch', 'gt', 'workers', 'pin', 'batches/s', 'images/s', 'ms/batch', 'h2d ms', 'step ms',
-           'wait %', 'model %')
+COLUMNS = ('method', 'batch', 'gt', 'cpu ms/batch', 'workers', 'pin', 'batches/s', 'images/s', 'ms/batch', 'h2d ms',
+           'step ms', 'wait %', 'model %', 'workers needed')
 
 
 def parse_steps(items: list[str], methods: list[str]) -> dict[str, list[float]]:
@@ -131,6 +136,19 @@ def build_loader(recipe: str, images: Path, workers: int, pin: bool, batches: in
     return build_dataloader(dataset, ds, 'train', opt['manual_seed'], 0, 1, device), ds
 
 
+def cpu_ms_per_batch(loader, batches: int = 2) -> float:
+    """CPU milliseconds one batch costs to load (median of ``batches`` after one), in this process: a loader
+    without workers. Unlike wall times, this does not depend on what else the machine runs."""
+    it = iter(loader)
+    next(it)
+    times = []
+    for _ in range(batches):
+        start = time.process_time()
+        next(it)
+        times.append(time.process_time() - start)
+    return statistics.median(times) * 1000
+
+
 def measure(loader, step: StandInStep, steps_ms: list[float], rounds: int, workers: int) -> dict:
     """Loader alone, then with each stand-in step; one iterator throughout (workers started once)."""
     per_round = max(workers, 1)  # the workers deliver a round of batches at a time
@@ -184,10 +202,11 @@ def format_row(row: dict) -> str:
 
     batch = used('batch') + (f" x{row['patches']}" if row['patches'] > 1 else '')
     gt = used('gt_size')
-    return ' | '.join([row['method'], batch, gt, str(row['workers']), 'on' if row['pin_memory'] else 'off',
+    return ' | '.join([row['method'], batch, gt, num(row['cpu_ms_per_batch'], '.0f'), str(row['workers']),
+                       'on' if row['pin_memory'] else 'off',
                        num(row['batches_per_s'], '.2f'), num(row['images_per_s'], '.1f'), num(row['ms_per_batch'], '.1f'),
                        num(row['h2d_ms'], '.2f'), num(row['step_ms'], 'g'), num(row['wait_share'], '.0%'),
-                       num(row['model_share'], '.0%')])
+                       num(row['model_share'], '.0%'), num(row['workers_needed'], 'd')])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -221,6 +240,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(' | '.join(COLUMNS))
     rows = []
     for method in args.methods:
+        cpu_ms = cpu_ms_per_batch(build_loader(METHODS[method], images, 0, False, 3, args.set, max_gt, device)[0])
         for workers in args.workers:
             for pin in pins:
                 needed = (1 + args.rounds) * (1 + len(steps[method])) * max(workers, 1)
@@ -232,10 +252,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         'batch_published': ds['batch_published'], 'patches': ds.get('num_patches', 1), 'gt_size': ds['gt_size'],
                         'gt_size_published': ds['gt_size_published'], 'workers': workers, 'pin_memory': pin,
                         'batches_per_s': 1000 / ms, 'images_per_s': 1000 / ms * ds['batch_size_per_gpu'],
-                        'ms_per_batch': ms, 'h2d_ms': result['h2d_ms']}
+                        'ms_per_batch': ms, 'h2d_ms': result['h2d_ms'], 'cpu_ms_per_batch': cpu_ms}
                 for step_ms, share in result['wait_share'].items() or [(None, None)]:
                     row = {**base, 'step_ms': step_ms, 'wait_share': share,
-                           'model_share': None if step_ms is None else modelled_wait(ms, step_ms, workers)}
+                           'model_share': None if step_ms is None else modelled_wait(ms, step_ms, workers),
+                           'workers_needed': None if not step_ms else math.ceil(cpu_ms / step_ms)}
                     rows.append(row)
                     print(format_row(row), flush=True)
     if args.out:

@@ -384,10 +384,13 @@ def test_bench_data_path_prints_every_column_and_writes_json(hr_folder: Path, tm
                  '--set', 'datasets.train.gt_size=32', '--out', str(out)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split(' | ') == list(script.COLUMNS)
-    table = [line.split(' | ') for line in lines[2:-1]]
-    assert [(row[0], row[1], row[2], row[3], row[4], row[9]) for row in table] == [
-        ('dasr', '2 (32) x2', '32 (192)', workers, 'off', step) for workers in '01' for step in '12']
-    assert all(len(row) == len(script.COLUMNS) and row[8] == '-' for row in table)  # no CUDA copy on the CPU
+    table = [dict(zip(script.COLUMNS, line.split(' | '))) for line in lines[2:-1]]
+    assert [(row['method'], row['batch'], row['gt'], row['workers'], row['pin'], row['step ms'])
+            for row in table] == [('dasr', '2 (32) x2', '32 (192)', workers, 'off', step)
+                                  for workers in '01' for step in '12']
+    for row in table:  # every column filled, except the copy to a CUDA device
+        assert len(row) == len(script.COLUMNS) and row['h2d ms'] == '-'
+        assert all(value not in ('', '-') for key, value in row.items() if key != 'h2d ms')
     rows = json.loads(out.read_text())['rows']
     assert len(rows) == 4 and all(0 <= row['wait_share'] <= 1 and row['images_per_s'] > 0 for row in rows)
     with pytest.raises(ValueError, match="unknown method 'dsr'"):
