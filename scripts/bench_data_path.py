@@ -91,13 +91,16 @@ class StandInStep:
         self.cycles_per_ms = self._calibrate() if device.type == 'cuda' else 0.0
 
     def _calibrate(self) -> float:
-        torch.cuda._sleep(1000)  # load the kernel
-        torch.cuda.synchronize(self.device)
-        cycles = 50_000_000
-        start = time.perf_counter()
-        torch.cuda._sleep(cycles)
-        torch.cuda.synchronize(self.device)
-        return cycles / ((time.perf_counter() - start) * 1000)
+        """GPU clock cycles per millisecond, from the last of a few spins (the clock ramps up at first);
+        each row also records the step time it measured (``step_ms_measured``)."""
+        cycles, seconds = 50_000_000, 0.0
+        for _ in range(3):
+            torch.cuda.synchronize(self.device)
+            start = time.perf_counter()
+            torch.cuda._sleep(cycles)
+            torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - start
+        return cycles / (seconds * 1000)
 
     def copy(self, batch: dict) -> torch.Tensor:
         return batch['gt'].to(self.device, non_blocking=True)
@@ -169,7 +172,7 @@ def measure(loader, step: StandInStep, steps_ms: list[float], rounds: int, worke
             torch.cuda.synchronize(step.device)
             times.append(time.perf_counter() - t0)
         h2d = statistics.median(times) * 1000
-    waits = {}
+    waits, step_ms = {}, {}
     for ms in steps_ms:
         for _ in range(per_round):  # settle into this step's rhythm
             step(next(batches), ms)
@@ -179,8 +182,9 @@ def measure(loader, step: StandInStep, steps_ms: list[float], rounds: int, worke
             batch = next(batches)
             waited += time.perf_counter() - t0
             step(batch, ms)
-        waits[ms] = waited / (time.perf_counter() - start)
-    return {'ms_per_batch': seconds * 1000, 'h2d_ms': h2d, 'wait_share': waits}
+        total = time.perf_counter() - start
+        waits[ms], step_ms[ms] = waited / total, (total - waited) / (rounds * per_round) * 1000
+    return {'ms_per_batch': seconds * 1000, 'h2d_ms': h2d, 'wait_share': waits, 'step_ms_measured': step_ms}
 
 
 def modelled_wait(ms_per_batch: float, step_ms: float, workers: int) -> float:
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         'batches_per_s': 1000 / ms, 'images_per_s': 1000 / ms * ds['batch_size_per_gpu'],
                         'ms_per_batch': ms, 'h2d_ms': result['h2d_ms'], 'cpu_ms_per_batch': cpu_ms}
                 for step_ms, share in result['wait_share'].items() or [(None, None)]:
-                    row = {**base, 'step_ms': step_ms, 'wait_share': share,
+                    row = {**base, 'step_ms': step_ms, 'step_ms_measured': result['step_ms_measured'].get(step_ms),
+                           'wait_share': share,
                            'model_share': None if step_ms is None else modelled_wait(ms, step_ms, workers),
                            'workers_needed': None if not step_ms else math.ceil(cpu_ms / step_ms)}
                     rows.append(row)
