@@ -61,7 +61,14 @@ def tensorboard_writer(folder: str | Path, enabled: bool):
 
 
 class ProgressMeter:
-    """Accumulates losses and timings between log lines and formats the console line."""
+    """Accumulates losses and timings between log lines and formats the console line.
+
+    The line gives the mean time per iteration spent waiting for the next batch and its share of the
+    iterations' time (``data 0.008 s/it (2%)``): a share well above a few percent means the DataLoader
+    starves the model (more ``num_worker_per_gpu``, or the degradation on the device, help). On CUDA the
+    step is timed on the host, which may run ahead of the device, so the share is an upper bound on
+    the device's idle time.
+    """
 
     def __init__(self, total_iter: int, start_iter: int):
         self.total_iter = total_iter
@@ -73,14 +80,18 @@ class ProgressMeter:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.data_time = 0.0
+        self.iter_time = 0.0
         self.window_start = time.perf_counter()
 
-    def update(self, losses: dict[str, torch.Tensor], data_time: float) -> None:
+    def update(self, losses: dict[str, torch.Tensor], data_time: float, iter_time: float) -> None:
+        """Add one iteration: its losses, the seconds it waited for its batch and its seconds in all
+        (waiting for the batch included; validation and checkpoints not)."""
         for key, value in losses.items():
             value = value.detach().float()
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += 1
         self.data_time += data_time
+        self.iter_time += iter_time
 
     def line(self, it: int, epoch: int, lr: float) -> tuple[str, dict[str, float]]:
         """The log line and the averaged scalars; resets the window."""
@@ -91,9 +102,12 @@ class ProgressMeter:
         eta = datetime.timedelta(seconds=int((self.total_iter - it) / max(rate, 1e-9)))
         losses = {k: float(v) / self.count for k, v in self.sums.items()}
         pct = 100.0 * it / self.total_iter
+        data_share = self.data_time / max(self.iter_time, 1e-9)
         text = (f'[iter {it:>7d}/{self.total_iter} {pct:5.1f}%] epoch {epoch} lr {lr:.3e} | ' +
                 ' '.join(f'{k} {v:.4e}' for k, v in losses.items()) +
-                f' | {its:.2f} it/s, data {self.data_time / max(self.count, 1):.3f} s/it | eta {eta}')
-        scalars = {**{f'losses/{k}': v for k, v in losses.items()}, 'train/lr': lr, 'train/it_per_s': its}
+                f' | {its:.2f} it/s, data {self.data_time / max(self.count, 1):.3f} s/it ({data_share:.0%})'
+                f' | eta {eta}')
+        scalars = {**{f'losses/{k}': v for k, v in losses.items()}, 'train/lr': lr, 'train/it_per_s': its,
+                   'train/data_share': data_share}
         self._reset()
         return text, scalars

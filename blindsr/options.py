@@ -101,7 +101,9 @@ DATASET_COMMON: dict[str, Any] = {
     'seed': Value(int, None),
     'batch_size_per_gpu': Value(int, 1, min=1),
     'num_worker_per_gpu': Value(int, 0, min=0),
-    'pin_memory': Value(bool, False),
+    'prefetch_factor': Value(int, None, min=1),  # None: torch's default (2 batches per worker)
+    'persistent_workers': Value(bool, True),
+    'pin_memory': Value(bool, None),  # None: on when the run's device is CUDA (blindsr.data.loader)
     'dataset_enlarge_ratio': Value(int, 1, min=1),
 }
 
@@ -314,6 +316,9 @@ def _resolve_datasets(datasets: Any, opt: dict, ctx: Context) -> dict:
                         seed=opt['manual_seed'] if resolved['seed'] is None else resolved['seed'])
         if resolved.get('degradation', 0) is None:
             del resolved['degradation']
+        if resolved['prefetch_factor'] is not None and not resolved['num_worker_per_gpu']:
+            raise ctx.error(f'{where}.prefetch_factor', 'is the number of batches each DataLoader worker '
+                            'prepares ahead; it needs num_worker_per_gpu > 0 (got 0).')
         out[phase] = resolved
     return out
 

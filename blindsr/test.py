@@ -76,7 +76,8 @@ def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     out, summary = {}, []
     for ds_opt, dataset in testsets:
         name = ds_opt['name']
-        loader = build_dataloader(dataset, ds_opt, 'test', opt['manual_seed'], dist_info.rank, dist_info.world_size)
+        loader = build_dataloader(dataset, ds_opt, 'test', opt['manual_seed'], dist_info.rank, dist_info.world_size,
+                                  device)
         folder = results_root / name
         logger.info(f'Testing {name}: {len(dataset)} images -> {folder}')
         result = evaluate(model, loader, val_opt['metrics'], folder if val_opt['save_img'] else None,

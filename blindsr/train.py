@@ -155,13 +155,13 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
     train_opt = opt['datasets']['train']
     train_set = lookup(DATASET_REGISTRY, train_opt['type'])(train_opt)
     train_loader = build_dataloader(train_set, train_opt, 'train', opt['manual_seed'], dist_info.rank,
-                                    dist_info.world_size)
+                                    dist_info.world_size, device)
     val_loaders = []
     for phase, ds_opt in opt['datasets'].items():
         if phase != 'train':
             val_set = lookup(DATASET_REGISTRY, ds_opt['type'])(ds_opt)
             val_loaders.append((ds_opt['name'], build_dataloader(val_set, ds_opt, 'val', opt['manual_seed'],
-                                                                  dist_info.rank, dist_info.world_size)))
+                                                                  dist_info.rank, dist_info.world_size, device)))
     model = lookup(MODEL_REGISTRY, opt['model_type'])(opt, device, dist_info)
     total_iter = opt['train']['total_iter']
     iters_per_epoch = len(train_loader)
@@ -219,7 +219,7 @@ def train(opt: dict, dist_info: dist.DistInfo, device: torch.device, resume: Res
             model.feed_data(batch)
             losses = model.optimize_parameters(it)
             model.update_learning_rate()
-            meter.update(losses, data_time)
+            meter.update(losses, data_time, time.perf_counter() - tick)
             if it % log_opt['print_freq'] == 0 or it == total_iter:
                 text, scalars = meter.line(it, epoch, model.current_lr())
                 logger.info(text)

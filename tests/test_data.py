@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import random
 import sys
@@ -182,6 +183,22 @@ def test_hr_dataset_val_mod_crops_whole_images(hr_folder: Path) -> None:
     np.testing.assert_array_equal(dataset[2]['gt'].permute(1, 2, 0).numpy(), expected)
 
 
+def test_hr_dataset_train_crops_convert_as_read_image(tmp_path: Path) -> None:
+    """Training crops the stored 8/16-bit pixels before converting them to float: the values are those of
+    read_image's float image (here the crop is the whole image, flips and rotations off)."""
+    rgb = photo('astronaut', (64, 64))
+    save(tmp_path / 'rgb.png', rgb)
+    save(tmp_path / 'rgba.png', np.dstack([rgb, np.full((64, 64), 7, np.uint8)]))
+    save(tmp_path / 'gray.png', photo('camera', (64, 64)))
+    save(tmp_path / 'deep.png', rgb.astype(np.uint16) * 257 + 3)
+    dataset = HRImageDataset({'phase': 'train', 'scale': 4, 'gt_size': 64, 'num_patches': 2,
+                              'dataroot_gt': tmp_path})
+    for index in range(4):
+        item = dataset[(index, 0)]
+        expected = torch.from_numpy(read_image(item['gt_path']).transpose(2, 0, 1).copy())
+        assert item['gt'].dtype == torch.float32 and torch.equal(item['gt'], torch.stack([expected] * 2))
+
+
 def test_hr_dataset_lists_every_too_small_image(hr_folder: Path, tmp_path: Path) -> None:
     opt = {'phase': 'train', 'scale': 4, 'gt_size': 100}
     with pytest.raises(ValueError, match='gt_size 100') as info:
@@ -355,3 +372,26 @@ def test_create_lmdb_writes_meta_info(hr_folder: Path, tmp_path: Path) -> None:
     script.create_lmdb(hr_folder, out, overwrite=True)
     with pytest.raises(ValueError, match='must end in .lmdb'):
         script.create_lmdb(hr_folder, tmp_path / 'x.db')
+
+
+def test_bench_data_path_prints_every_column_and_writes_json(hr_folder: Path, tmp_path: Path, capsys) -> None:
+    """The data-path benchmark at a tiny size on the CPU: every column filled, one row per step time, the
+    recipe's published batch and GT size beside the ones measured. Its figures are not checked (timings)."""
+    script = load_script('bench_data_path')
+    out = tmp_path / 'data_path.json'
+    script.main(['--methods', 'dasr', '--images', str(hr_folder), '--workers', '0', '1', '--rounds', '1',
+                 '--step-ms', '1', 'dasr=2', '--device', 'cpu', '--set', 'datasets.train.batch_size_per_gpu=2',
+                 '--set', 'datasets.train.gt_size=32', '--out', str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split(' | ') == list(script.COLUMNS)
+    table = [dict(zip(script.COLUMNS, line.split(' | '))) for line in lines[2:-1]]
+    assert [(row['method'], row['batch'], row['gt'], row['workers'], row['pin'], row['step ms'])
+            for row in table] == [('dasr', '2 (32) x2', '32 (192)', workers, 'off', step)
+                                  for workers in '01' for step in '12']
+    for row in table:  # every column filled, except the copy to a CUDA device
+        assert len(row) == len(script.COLUMNS) and row['h2d ms'] == '-'
+        assert all(value not in ('', '-') for key, value in row.items() if key != 'h2d ms')
+    rows = json.loads(out.read_text())['rows']
+    assert len(rows) == 4 and all(0 <= row['wait_share'] <= 1 and row['images_per_s'] > 0 for row in rows)
+    with pytest.raises(ValueError, match="unknown method 'dsr'"):
+        script.parse_steps(['dsr=5'], ['dasr'])

@@ -6,10 +6,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO
 
 from blindsr.data.image_io import list_images
+from blindsr.data.loader import build_dataloader
 from blindsr.options import OptionsError, apply_override, dump_options, load_options
 from blindsr.registry import ARCH_REGISTRY
 
@@ -145,6 +147,24 @@ def test_every_shipped_option_file_loads():
         load_options(path, is_train=path.relative_to(root).parts[0] == 'train')
 
 
+@pytest.mark.parametrize('device, overrides, expected', [
+    ('cpu', [], {'num_workers': 0, 'prefetch_factor': None, 'persistent_workers': False, 'pin_memory': False}),
+    ('cuda', ['datasets.train.num_worker_per_gpu=2'],
+     {'num_workers': 2, 'prefetch_factor': 2, 'persistent_workers': True, 'pin_memory': True}),
+    ('cuda', ['datasets.train.num_worker_per_gpu=1', 'datasets.train.prefetch_factor=6',
+              'datasets.train.persistent_workers=false', 'datasets.train.pin_memory=false'],
+     {'num_workers': 1, 'prefetch_factor': 6, 'persistent_workers': False, 'pin_memory': False}),
+    ('cpu', ['datasets.train.pin_memory=true'], {'pin_memory': True}),
+])
+def test_loader_options_reach_the_dataloader(tmp_path, device, overrides, expected):
+    """Workers keep persistent by default, pin_memory follows the device unless set; a DataLoader built
+    for a CUDA device is only constructed here (nothing is pinned until it is iterated)."""
+    opt = load_options(write(tmp_path, BASE), overrides)['datasets']['train']
+    dataset = list(range(4))  # any sized dataset: the loader is never iterated
+    loader = build_dataloader(dataset, opt, 'train', 0, 0, 1, torch.device(device))
+    assert {key: getattr(loader, key) for key in expected} == expected
+
+
 @pytest.mark.parametrize('override, message', [
     # misspelled or misplaced keys below the top level
     ('datasets.train.batch_size=8', "datasets.train.batch_size is not a key of dataset HRImageDataset. "
@@ -181,6 +201,11 @@ def test_every_shipped_option_file_loads():
      'train.scheduler.milestones is not a key of scheduler CosineAnnealingLR. Known keys: T_max, eta_min, last_epoch'),
     ('train.optim_g.type=Adamm', "train.optim_g.type: Unknown optimizer 'Adamm'"),
     ('dist.backend=mpi', "dist.backend must be one of 'auto', 'nccl', 'gloo'"),
+    ('datasets.train.prefetch_factor=0', 'datasets.train.prefetch_factor must be >= 1, got 0'),
+    ('datasets.train.prefetch_factor=4', ('datasets.train.prefetch_factor is the number of batches each '
+                                          'DataLoader worker prepares ahead; it needs num_worker_per_gpu > 0')),
+    ('datasets.train.persistent_workers=1', 'datasets.train.persistent_workers must be bool, got int 1'),
+    ('datasets.train.pin_memory=cuda', "datasets.train.pin_memory must be bool, got str 'cuda'"),
 ])
 def test_every_key_at_every_depth_is_checked(tmp_path, override, message):
     path = write(tmp_path, BASE + 'val: {}\n', 'deep.yml')

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from blindsr import folders
 from blindsr import test as test_entry
 from blindsr import train as train_entry
 from blindsr.checkpoint import CheckpointError, load_pretrained, read_checkpoint
+from blindsr.logging_utils import ProgressMeter
 from blindsr.registry import ARCH_REGISTRY
 from conftest import REPO, write_photos
 
@@ -51,6 +53,16 @@ def tiny_options(tmp_path: Path, photo_dirs: dict, name: str = 'tiny', **train_o
     return path
 
 
+def test_progress_line_gives_the_share_of_iteration_time_waiting_for_data():
+    meter = ProgressMeter(total_iter=10, start_iter=0)
+    for data_time, iter_time in ((0.1, 0.5), (0.2, 0.7)):
+        meter.update({'l_pix': torch.tensor(1.0)}, data_time, iter_time)
+    text, scalars = meter.line(2, 0, 1e-4)
+    assert 'data 0.150 s/it (25%) | eta' in text and scalars['train/data_share'] == pytest.approx(0.25)
+    meter.update({'l_pix': torch.tensor(1.0)}, 0.0, 0.4)  # a new window: the share starts over
+    assert '(0%)' in meter.line(3, 0, 1e-4)[0]
+
+
 def final_weights(run: Path) -> dict:
     return torch.load(run / 'models' / 'net_g_final.pth', weights_only=True)
 
@@ -65,6 +77,7 @@ def test_training_run_writes_states_log_events_and_validation(tmp_path, photo_di
     assert state['options']['train']['total_iter'] == 6 and len(state['rng']) == 1
     log = next(run.glob('train_tiny_*.log')).read_text()
     assert '[iter       6/6 100.0%]' in log and 'l_pix' in log and 'eta' in log and 'it/s' in log
+    assert re.search(r'it/s, data \d+\.\d{3} s/it \(\d+%\) \| eta', log)  # the share waiting for data
     assert 'Validation val @ iter 6: psnr' in log and 'ssim' in log
     assert list((run / 'tb_logger').glob('events.out.tfevents.*'))
     assert (run / 'visualization' / 'coffee' / 'coffee_6.png').is_file()

@@ -61,17 +61,27 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
 
 def to_rgb_float(img: np.ndarray, name: str) -> np.ndarray:
     """Decoded pixels (:func:`read_raw`) as HWC RGB float32 in [0, 1]; ``name`` is the image in errors."""
+    return to_float(to_rgb(img, name))
+
+
+def to_rgb(img: np.ndarray, name: str) -> np.ndarray:
+    """Decoded pixels (:func:`read_raw`) as HWC RGB in their own 8- or 16-bit type (colour images: a view),
+    checked as :func:`to_rgb_float` checks them. Cropping these before :func:`to_float` gives the same
+    values as cropping the float image, converting only the pixels kept (what training crops do)."""
     if img.dtype not in _MAX_VALUE:
         raise ImageReadError(f'Image {name} has pixel type {img.dtype}; '
                              'only 8-bit and 16-bit images are read.')
     channels = 1 if img.ndim == 2 else img.shape[2]
     if channels in (1, 2):  # gray, gray + alpha
-        img = np.repeat(img.reshape(*img.shape[:2], -1)[..., :1], 3, axis=2)
-    elif channels in (3, 4):  # BGR, BGRA
-        img = img[..., 2::-1]
-    else:
-        raise ImageReadError(f'Image {name} has {channels} channels; only 1 (gray), 2 (gray+alpha), '
-                             '3 (colour) and 4 (colour+alpha) are read.')
+        return np.repeat(img.reshape(*img.shape[:2], -1)[..., :1], 3, axis=2)
+    if channels in (3, 4):  # BGR, BGRA
+        return img[..., 2::-1]
+    raise ImageReadError(f'Image {name} has {channels} channels; only 1 (gray), 2 (gray+alpha), '
+                         '3 (colour) and 4 (colour+alpha) are read.')
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """8- or 16-bit pixels (:func:`to_rgb`) as float32 in [0, 1]: / 255 or / 65535."""
     return img.astype(np.float32) / np.float32(_MAX_VALUE[img.dtype])
 
 

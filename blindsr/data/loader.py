@@ -129,13 +129,17 @@ def _init_worker(base_seed: int, worker_id: int) -> None:
 
 
 def build_dataloader(dataset: Dataset, opt: dict[str, Any], phase: str, seed: int, rank: int,
-                     world_size: int) -> DataLoader:
-    """A DataLoader for ``dataset`` on this rank.
+                     world_size: int, device: torch.device | None = None) -> DataLoader:
+    """A DataLoader for ``dataset`` on this rank, feeding ``device`` (None: the CPU).
 
     ``opt`` (the dataset's options) gives ``batch_size_per_gpu`` (required for 'train', default 1
-    otherwise), ``num_worker_per_gpu`` (default 0), ``pin_memory`` (default False) and, for 'train',
-    ``dataset_enlarge_ratio`` (default 1). Workers seed
-    ``random`` and numpy with ``seed + rank * 1000 + worker_id``; train batches are full (``drop_last``).
+    otherwise), ``num_worker_per_gpu`` (default 0), ``prefetch_factor`` (batches each worker keeps
+    ready; None: torch's 2), ``persistent_workers`` (default True: workers outlive an epoch instead of
+    being re-spawned, with their dataset copy, at each one), ``pin_memory`` (None: on when ``device`` is
+    CUDA, so that ``feed_data``'s ``non_blocking`` copy runs asynchronously) and, for 'train',
+    ``dataset_enlarge_ratio`` (default 1). The worker options only apply when ``num_worker_per_gpu`` > 0.
+    Workers seed ``random`` and numpy with ``seed + rank * 1000 + worker_id``; train batches are full
+    (``drop_last``).
     """
     train = phase == 'train'
     sampler: Sampler[int]
@@ -152,9 +156,13 @@ def build_dataloader(dataset: Dataset, opt: dict[str, Any], phase: str, seed: in
         sampler = ShardSampler(len(dataset), rank, world_size)
         batch_size = int(opt.get('batch_size_per_gpu', 1))
     workers = int(opt.get('num_worker_per_gpu', 0))
+    pin = opt.get('pin_memory')
+    pin = device is not None and device.type == 'cuda' if pin is None else bool(pin)
+    prefetch = opt.get('prefetch_factor')
     dataset = CatchItemErrors(dataset, (ImageReadError, ) if train else (Exception, ))
     return DataLoader(dataset, collate_fn=collate, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=bool(opt.get('pin_memory', False)), drop_last=train,
-                      persistent_workers=workers > 0,
+                      pin_memory=pin, drop_last=train,
+                      persistent_workers=workers > 0 and bool(opt.get('persistent_workers', True)),
+                      prefetch_factor=int(prefetch) if workers > 0 and prefetch is not None else None,
                       worker_init_fn=functools.partial(_init_worker, seed + rank * 1000),
                       generator=torch.Generator().manual_seed(seed + rank))
