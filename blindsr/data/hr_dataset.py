@@ -18,15 +18,8 @@ import torch
 from basicsr.data.transforms import mod_crop
 from torch.utils.data import Dataset
 
-from blindsr.data.image_io import (
-    ImageReadError,
-    image_size,
-    list_images,
-    read_raw,
-    to_float,
-    to_rgb,
-    to_tensor,
-)
+from blindsr.data.image_io import (ImageReadError, image_size, list_images, read_raw, to_float, to_rgb,
+                                   to_tensor)
 from blindsr.data.transforms import augment, paired_crop, sample_rng, torch_generator
 from blindsr.data_root import missing_hint
 from blindsr.degradations.degrader import Degrader
