@@ -236,6 +236,10 @@ def fill(row: dict, info: dict, seconds: float, first: float, peak: float | None
                degradation_share=degrade / (degrade + 1000 * seconds) if degrade is not None else None)
 
 
+def failure(err: Exception) -> str:
+    return f"failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+
+
 def fmt(value, spec: str) -> str:
     return '-' if value is None else format(value, spec)
 
@@ -299,40 +303,46 @@ def main(argv: list[str] | None = None) -> dict:
     print('step = forward + backward + optimizer + EMA on a degraded batch; FLOPs of an eager fp32 step; '
           'speedup vs the method\'s first row; deg % = degradation / (degradation + step)')
     start = time.monotonic()
+
+    def over_budget() -> str | None:
+        spent = args.budget is not None and time.monotonic() - start > args.budget
+        return f'skipped: --budget {args.budget:g} s spent' if spent else None
+
     with tempfile.TemporaryDirectory() as scratch:
         for name, method in methods.items():
-            opt = method_options(name, method, args.set, args.quick, Path(scratch))
-            batch = hr_batch(opt, device)
-            info = profile_method(opt, batch, device, args.steps)
-            release(device)  # the model of each row is freed before the next is built
-            result['methods'][name] = info = {'recipe': method.recipe, **info}
-            random_vgg = any(term.get('vgg_weights') == 'random' for term in opt['train'].get('losses', []))
-            print(f"\n{name} ({method.recipe}; {opt['network_g']['type']}): batch {info['batch']}, LR {info['lr_px']} "
-                  f"-> HR {info['hr_px']} px, {info['gflop_step'] / 1000:.3g} TFLOP/step, degradation "
-                  f"{fmt(info['degradation_ms'], '.1f')} ms{'; VGG19 with random weights' if random_vgg else ''}")
+            result['methods'][name] = info = {'recipe': method.recipe}
+            method_status = over_budget()  # set: every row of the method gets it
+            if method_status is None:
+                try:
+                    opt = method_options(name, method, args.set, args.quick, Path(scratch))
+                    batch = hr_batch(opt, device)
+                    info.update(profile_method(opt, batch, device, args.steps),
+                                random_vgg=any(t.get('vgg_weights') == 'random' for t in opt['train']['losses']))
+                except Exception as err:  # noqa: BLE001 - a method that cannot run (OOM ...) ends only its rows
+                    method_status = failure(err)
+                release(device)  # each model is freed before the next is built
+            print(f"\n{name} ({method.recipe}): " + (method_status or
+                  f"batch {info['batch']}, LR {info['lr_px']} -> HR {info['hr_px']} px, "
+                  f"{info['gflop_step'] / 1000:.3g} TFLOP/step, degradation {fmt(info['degradation_ms'], '.1f')} ms"
+                  + ('; VGG19 with random weights' if info['random_vgg'] else '')))
             print(f"  {'prec':>5} {'options':<40} {'ms/step':>9} {'img/s':>8} {'TFLOPS':>7} {'%peak':>6} "
                   f"{'speedup':>7} {'deg %':>6} {'GiB':>6}")
             first = None
             for precision, options in itertools.product(precisions, option_sets):
                 dropped = unsupported(device, options)
                 applied = tuple(o for o in options if o not in dropped)
-                row = {'method': name, 'precision': precision, 'options': '+'.join(applied) or 'none',
-                       'note': f"{'+'.join(dropped)} dropped: cuDNN is CUDA only" if dropped else ''}
-                reason = skip_reason(device, precision)
-                if reason is None and dropped and not applied:
-                    reason = row['note']
-                if reason is None and args.budget is not None and time.monotonic() - start > args.budget:
-                    reason = f'--budget {args.budget:g} s spent'
-                if reason:
-                    row['status'] = f'skipped: {reason}'
-                else:
+                row = {'method': name, 'precision': precision, 'options': '+'.join(options) or 'none',
+                       'note': f"{'+'.join(dropped)} not applied: cuDNN is CUDA only" if dropped else ''}
+                reason = skip_reason(device, precision) or (row['note'] if dropped and not applied else None)
+                row['status'] = method_status or (f'skipped: {reason}' if reason else over_budget())
+                if row['status'] is None:
                     try:
                         seconds, row['mem_gib'] = time_row(opt, batch, device, precision, applied, args.steps,
                                                            args.warmup)
                         first = first or seconds
                         fill(row, info, seconds, first, peaks.get(precision))
                     except Exception as err:  # noqa: BLE001 - one row failing (OOM, a compile error) ends only that row
-                        row['status'] = f'failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}'
+                        row['status'] = failure(err)
                     release(device)
                 result['rows'].append(row)
                 print_row(row)
