@@ -148,13 +148,10 @@ def unsupported(device: torch.device, options: tuple[str, ...]) -> list[str]:
 
 
 def set_tf32(on: bool) -> None:
-    """TF32 for fp32 matrix products and cuDNN convolutions (PyTorch's new flags where it has them)."""
-    mode = 'tf32' if on else 'ieee'
-    if hasattr(torch.backends.cudnn, 'conv') and hasattr(torch.backends.cudnn.conv, 'fp32_precision'):
-        torch.backends.cuda.matmul.fp32_precision = mode
-        torch.backends.cudnn.conv.fp32_precision = mode
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+    """TF32 for fp32 matrix products and cuDNN convolutions. The flags of PyTorch < 2.9, which newer versions
+    keep in step with their per-backend ``fp32_precision`` (setting those instead leaves ``allow_tf32`` unreadable,
+    which torch.compile's convolution templates read)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
 
 
 def method_options(name: str, method: Method, sets: list[str], quick: bool, scratch: Path) -> dict:
@@ -258,7 +255,8 @@ def write(path: Path, result: dict) -> None:
     """The rows so far (a run cut short still leaves them): CSV for a .csv path, else JSON."""
     if path.suffix == '.csv':
         with path.open('w', newline='') as f:
-            writer = csv.DictWriter(f, [*COLUMNS, 'note', 'batch', 'lr_px', 'hr_px', 'gflop_step', 'recipe', 'device'])
+            writer = csv.DictWriter(f, [*COLUMNS, 'note', 'batch', 'lr_px', 'hr_px', 'gflop_step', 'random_vgg',
+                                        'recipe', 'device'])
             writer.writeheader()
             for row in result['rows']:
                 writer.writerow({**row, **result['methods'][row['method']], 'device': result['device']})
