@@ -106,7 +106,7 @@ PEAKS = [
 ]
 
 COLUMNS = ('method', 'precision', 'options', 'status', 'ms_step', 'images_s', 'tflops', 'peak_tflops',
-           'pct_peak', 'speedup', 'degradation_ms', 'degradation_share', 'mem_gib')
+           'pct_peak', 'speedup', 'degradation_ms', 'degradation_share', 'mem_gib', 'steps')
 
 
 def device_peaks(device: torch.device) -> tuple[str, dict[str, float]]:
@@ -214,14 +214,23 @@ def profile_method(opt: dict, batch: dict, device: torch.device, steps: int) -> 
 
 
 def time_row(opt: dict, batch: dict, device: torch.device, precision: str, options: tuple[str, ...],
-             steps: int, warmup: int) -> tuple[float, float | None]:
-    """Median seconds per training step and the peak GPU memory in GiB (None on CPU)."""
+             steps: int, warmup: int, row_seconds: float) -> tuple[float, int, float | None]:
+    """Median seconds per training step, the number of steps timed (fewer than ``steps`` where the last warm-up
+    step says they would take over ``row_seconds``) and the peak GPU memory in GiB (None on CPU)."""
     model = make_model(opt, device, precision, options)
     model.feed_data(batch)
     it = itertools.count(1)
-    seconds = median_seconds(lambda: model.optimize_parameters(next(it)), steps, device, warmup)
+
+    def step() -> None:
+        model.optimize_parameters(next(it))
+
+    last = None
+    for _ in range(warmup):  # compilation and autotuning happen here
+        last = median_seconds(step, 1, device, warmup=0)
+    timed = steps if last is None else max(2, min(steps, int(row_seconds / last)))
+    seconds = median_seconds(step, timed, device, warmup=0)
     mem = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else None
-    return seconds, mem
+    return seconds, timed, mem
 
 
 def fill(row: dict, info: dict, seconds: float, first: float, peak: float | None) -> None:
@@ -275,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
                              f"or '+'-joined names of {', '.join(SPEED_OPTIONS)}")
     parser.add_argument('--steps', type=int, default=10, help='timed steps per row (median)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps first (compilation, autotuning)')
+    parser.add_argument('--row-seconds', type=float, default=20,
+                        help='fewer timed steps (2 at least) where --steps would take longer than this')
     parser.add_argument('--budget', type=float, default=None, help='seconds: rows not started by then are skipped')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--quick', action='store_true', help='tiny networks and patches, batch 2, 2 steps (a CPU check)')
@@ -335,8 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
                 row['status'] = method_status or (f'skipped: {reason}' if reason else over_budget())
                 if row['status'] is None:
                     try:
-                        seconds, row['mem_gib'] = time_row(opt, batch, device, precision, applied, args.steps,
-                                                           args.warmup)
+                        seconds, row['steps'], row['mem_gib'] = time_row(opt, batch, device, precision, applied,
+                                                                         args.steps, args.warmup, args.row_seconds)
                         first = first or seconds
                         fill(row, info, seconds, first, peaks.get(precision))
                     except Exception as err:  # noqa: BLE001 - one row failing (OOM, a compile error) ends only that row
