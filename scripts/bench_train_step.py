@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 import blindsr  # noqa: F401
 from blindsr import dist
-from blindsr.benchmark import median_seconds, photo_batch
+from blindsr.benchmark import median_seconds, photo_batch, synchronize
 from blindsr.options import load_options
 from blindsr.registry import ARCH_REGISTRY, MODEL_REGISTRY, build, lookup
 
@@ -214,9 +215,10 @@ def profile_method(opt: dict, batch: dict, device: torch.device, steps: int) -> 
 
 
 def time_row(opt: dict, batch: dict, device: torch.device, precision: str, options: tuple[str, ...],
-             steps: int, warmup: int, row_seconds: float) -> tuple[float, int, float | None]:
-    """Median seconds per training step, the number of steps timed (fewer than ``steps`` where the last warm-up
-    step says they would take over ``row_seconds``) and the peak GPU memory in GiB (None on CPU)."""
+             args: argparse.Namespace) -> tuple[float, dict]:
+    """Median seconds per training step, and the row's other measurements: the steps timed (fewer than
+    ``--steps`` where the last warm-up step says they would take over ``--row-seconds``), the peak GPU memory in
+    GiB (None on CPU) and, with ``--profile K``, the K operations that took the most time over two more steps."""
     model = make_model(opt, device, precision, options)
     model.feed_data(batch)
     it = itertools.count(1)
@@ -225,12 +227,29 @@ def time_row(opt: dict, batch: dict, device: torch.device, precision: str, optio
         model.optimize_parameters(next(it))
 
     last = None
-    for _ in range(warmup):  # compilation and autotuning happen here
+    for _ in range(args.warmup):  # compilation and autotuning happen here
         last = median_seconds(step, 1, device, warmup=0)
-    timed = steps if last is None else max(2, min(steps, int(row_seconds / last)))
+    timed = args.steps if last is None else max(2, min(args.steps, int(args.row_seconds / last)))
     seconds = median_seconds(step, timed, device, warmup=0)
-    mem = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else None
-    return seconds, timed, mem
+    extra = {'steps': timed, 'mem_gib': torch.cuda.max_memory_allocated(device) / 2 ** 30
+             if device.type == 'cuda' else None}
+    if args.profile:
+        extra['top_ops'] = top_ops(step, device, args.profile)
+    return seconds, extra
+
+
+def top_ops(step, device: torch.device, k: int, steps: int = 2) -> list[dict]:
+    """The ``k`` operations (CUDA kernels on a GPU) with the most self time over ``steps`` steps: name, share of
+    all of it, calls per step."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    attr = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    events = sorted((e for e in prof.key_averages() if getattr(e, attr) > 0), key=lambda e: -getattr(e, attr))
+    total = sum(getattr(e, attr) for e in events)
+    return [{'op': e.key[:120], 'share': getattr(e, attr) / total, 'calls': e.count / steps} for e in events[:k]]
 
 
 def fill(row: dict, info: dict, seconds: float, first: float, peak: float | None) -> None:
@@ -252,9 +271,9 @@ def fmt(value, spec: str) -> str:
 
 def print_row(row: dict) -> None:
     if row['status'] != 'ok':
-        print(f"  {row['precision']:>5} {row['options']:<40} {row['status']}", flush=True)
+        print(f"  {row['precision']:>5} {row['options']:<44} {row['status']}", flush=True)
         return
-    print(f"  {row['precision']:>5} {row['options']:<40} {row['ms_step']:9.1f} {row['images_s']:8.1f} "
+    print(f"  {row['precision']:>5} {row['options']:<44} {row['ms_step']:9.1f} {row['images_s']:8.1f} "
           f"{row['tflops']:7.3g} {fmt(row['pct_peak'], '6.1f'):>6} {row['speedup']:6.2f}x "
           f"{fmt(row['degradation_share'] and 100 * row['degradation_share'], '6.1f'):>6} "
           f"{fmt(row['mem_gib'], '6.1f'):>6} {row['note']}", flush=True)
@@ -265,7 +284,7 @@ def write(path: Path, result: dict) -> None:
     if path.suffix == '.csv':
         with path.open('w', newline='') as f:
             writer = csv.DictWriter(f, [*COLUMNS, 'note', 'batch', 'lr_px', 'hr_px', 'gflop_step', 'random_vgg',
-                                        'recipe', 'device'])
+                                        'recipe', 'device'], extrasaction='ignore')  # top_ops: JSON only
             writer.writeheader()
             for row in result['rows']:
                 writer.writerow({**row, **result['methods'][row['method']], 'device': result['device']})
@@ -286,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps first (compilation, autotuning)')
     parser.add_argument('--row-seconds', type=float, default=20,
                         help='fewer timed steps (2 at least) where --steps would take longer than this')
+    parser.add_argument('--profile', type=int, default=0, metavar='K',
+                        help='after each row, the K operations (GPU: kernels) that took the most time (JSON: top_ops)')
     parser.add_argument('--budget', type=float, default=None, help='seconds: rows not started by then are skipped')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--quick', action='store_true', help='tiny networks and patches, batch 2, 2 steps (a CPU check)')
@@ -334,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"batch {info['batch']}, LR {info['lr_px']} -> HR {info['hr_px']} px, "
                   f"{info['gflop_step'] / 1000:.3g} TFLOP/step, degradation {fmt(info['degradation_ms'], '.1f')} ms"
                   + ('; VGG19 with random weights' if info['random_vgg'] else '')))
-            print(f"  {'prec':>5} {'options':<40} {'ms/step':>9} {'img/s':>8} {'TFLOPS':>7} {'%peak':>6} "
+            print(f"  {'prec':>5} {'options':<44} {'ms/step':>9} {'img/s':>8} {'TFLOPS':>7} {'%peak':>6} "
                   f"{'speedup':>7} {'deg %':>6} {'GiB':>6}")
             first = None
             for precision, options in itertools.product(precisions, option_sets):
@@ -346,15 +367,17 @@ def main(argv: list[str] | None = None) -> dict:
                 row['status'] = method_status or (f'skipped: {reason}' if reason else over_budget())
                 if row['status'] is None:
                     try:
-                        seconds, row['steps'], row['mem_gib'] = time_row(opt, batch, device, precision, applied,
-                                                                         args.steps, args.warmup, args.row_seconds)
+                        seconds, extra = time_row(opt, batch, device, precision, applied, args)
                         first = first or seconds
                         fill(row, info, seconds, first, peaks.get(precision))
+                        row.update(extra)
                     except Exception as err:  # noqa: BLE001 - one row failing (OOM, a compile error) ends only that row
                         row['status'] = failure(err)
                     release(device)
                 result['rows'].append(row)
                 print_row(row)
+                for op in row.get('top_ops', []):
+                    print(f"        {100 * op['share']:5.1f}%  {op['calls']:6.1f}/step  {op['op']}")
                 if args.out:
                     write(args.out, result)
     print(f'\n{time.monotonic() - start:.0f} s in all')

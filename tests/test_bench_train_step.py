@@ -21,7 +21,8 @@ spec.loader.exec_module(bench)
 
 def test_quick_run_fills_every_column(tmp_path):
     out = tmp_path / 'rows.json'
-    result = bench.main(['--quick', '--methods', 'bsrnet,kdsr', '--options', 'none,fast', '--out', str(out)])
+    result = bench.main(['--quick', '--methods', 'bsrnet,kdsr', '--options', 'none,fast', '--profile', '2',
+                         '--out', str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result['methods']) == {'bsrnet', 'kdsr'}
     for info in result['methods'].values():
@@ -37,7 +38,8 @@ def test_quick_run_fills_every_column(tmp_path):
                 assert all(row[c] is not None for c in bench.COLUMNS if c not in ('peak_tflops', 'pct_peak', 'mem_gib'))
                 info = result['methods'][method]
                 assert row['tflops'] == pytest.approx(info['gflop_step'] * row['images_s'] / info['batch'] / 1000)
-                assert 0 < row['degradation_share'] < 1
+                assert 0 < row['degradation_share'] < 1 and row['steps'] == 2
+                assert len(row['top_ops']) == 2 and all(0 < op['share'] <= 1 for op in row['top_ops'])
             assert ('cudnn_benchmark not applied' in rows[method, 'fp32', options]['note']) == (options != 'none')
         assert rows[method, 'fp32', 'none']['speedup'] == 1.0  # the method's first row
         assert rows[method, 'tf32', 'none']['status'] == 'skipped: TF32 is a mode of CUDA tensor cores'
