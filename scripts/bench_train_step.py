@@ -94,10 +94,10 @@ OPTION_SETS = {'none': (), 'fast': ('channels_last', 'cudnn_benchmark', 'fused')
 # fp16 on the tensor cores with fp32 accumulation (what PyTorch uses; GeForce cards run that at half their
 # fp16-accumulate rate). The first pattern that matches torch's device name wins.
 PEAKS = [
-    (r'H100.*PCIe', 'H100 PCIe', {'fp32': 51.0, 'tf32': 378.0, 'bf16': 756.0, 'fp16': 756.0}),
+    (r'H100.*PCIe', 'H100 PCIe', {'fp32': 51.2, 'tf32': 378.0, 'bf16': 756.0, 'fp16': 756.0}),
     (r'H[12]00.*NVL', 'H100/H200 NVL', {'fp32': 60.0, 'tf32': 417.5, 'bf16': 835.5, 'fp16': 835.5}),
-    (r'H100', 'H100 SXM', {'fp32': 67.0, 'tf32': 494.5, 'bf16': 989.5, 'fp16': 989.5}),
-    (r'H200', 'H200 SXM', {'fp32': 67.0, 'tf32': 494.5, 'bf16': 989.5, 'fp16': 989.5}),
+    (r'H100', 'H100 SXM', {'fp32': 66.9, 'tf32': 494.7, 'bf16': 989.4, 'fp16': 989.4}),
+    (r'H200', 'H200 SXM', {'fp32': 66.9, 'tf32': 494.7, 'bf16': 989.4, 'fp16': 989.4}),
     (r'A100', 'A100', {'fp32': 19.5, 'tf32': 156.0, 'bf16': 312.0, 'fp16': 312.0}),
     (r'L40S', 'L40S', {'fp32': 91.6, 'tf32': 183.0, 'bf16': 362.0, 'fp16': 362.0}),
     (r'RTX 4090', 'RTX 4090', {'fp32': 82.6, 'tf32': 82.6, 'bf16': 165.2, 'fp16': 165.2}),
