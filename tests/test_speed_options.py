@@ -1,6 +1,6 @@
 """The engine's speed options (``train.channels_last``, ``train.compile``, fused/foreach Adam) train the
-same network as the plain run, up to floating-point rounding; ``cudnn_benchmark`` cannot be combined
-with ``deterministic``."""
+same network as the plain run, up to floating-point rounding; fused/foreach Adam resume bit-exactly;
+``cudnn_benchmark`` cannot be combined with ``deterministic``; ``use_amp: auto`` is bf16 where it is native."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from conftest import write_photos
 from test_train import final_weights, tiny_options
 
 from blindsr import train as train_entry
+from blindsr.checkpoint import read_checkpoint
 from blindsr.models.base_model import amp_dtype
 
 SPEED_OPTIONS = {
@@ -54,6 +55,26 @@ def test_cudnn_benchmark_contradicts_deterministic(tmp_path, photos):
                           '--set', 'train.cudnn_benchmark=true', '--set', 'deterministic=true'])
 
 
-def test_amp_auto_is_off_on_the_cpu():
+@pytest.mark.parametrize('optimizer', ['fused', 'foreach'])
+def test_resume_with_a_fused_optimizer_is_bit_identical(tmp_path, photos, optimizer):
+    """Stopped at iteration 3 and resumed, a run with fused (foreach) Adam ends with the uninterrupted run's weights."""
+    setting = ['--set', 'val.val_freq=100', '--set', f'train.optim_g.{optimizer}=true']
+    whole = train_entry.main(['-opt', str(tiny_options(tmp_path, photos, 'whole')), *setting])
+    opt_path = tiny_options(tmp_path, photos, 'parts')
+    train_entry.main(['-opt', str(opt_path), *setting, '--set', 'train.total_iter=3'])
+    parts = train_entry.main(['-opt', str(opt_path), *setting, '--auto_resume'])
+    assert 'Resumed from' in max(parts.glob('train_parts_*.log')).read_text()
+    assert read_checkpoint(parts / 'training_states' / '6.state')['optimizers']['net_g']['param_groups'][0][optimizer]
+    a, b = final_weights(whole), final_weights(parts)
+    for key in ('params', 'params_ema'):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
+def test_amp_auto_is_native_bf16_only(monkeypatch):
     assert amp_dtype('auto', torch.device('cpu')) is None
     assert amp_dtype('bf16', torch.device('cpu')) is torch.bfloat16
+    for capability, dtype in (((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        # V100 and T4 (7.x) emulate bf16, which torch.cuda.is_bf16_supported() counts as support
+        monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device, c=capability: c)
+        assert amp_dtype('auto', torch.device('cuda', 0)) is dtype, capability

@@ -55,7 +55,8 @@ class BaseModel:
     # how the engine runs any model's networks (speed options; none changes what a network computes
     # beyond floating-point rounding)
     train_options: dict[str, Any] = {
-        # mixed precision: True = fp16 (with a grad scaler); auto = bf16 on a CUDA device that has it, else off
+        # mixed precision: True = fp16 (with a grad scaler); auto = bf16 on a CUDA device that has it natively
+        # (compute capability 8.0, Ampere, or later), else off
         'use_amp': Value((bool, str), False, choices=(False, True, 'fp16', 'bf16', 'auto')),
         'channels_last': Value(bool, False),  # NHWC weights: the fast convolution layout on tensor cores
         'compile': Value(bool, False),  # torch.compile the training forward (validation runs eager)
@@ -336,8 +337,8 @@ class BaseModel:
 
 def amp_dtype(use_amp: bool | str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``train.use_amp`` on ``device`` (None: full precision)."""
-    if use_amp == 'auto':
-        return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else None
+    if use_amp == 'auto':  # native bf16 only: torch.cuda.is_bf16_supported() also says yes where it is emulated (V100, T4)
+        return torch.bfloat16 if device.type == 'cuda' and torch.cuda.get_device_capability(device)[0] >= 8 else None
     return {False: None, None: None, True: torch.float16, 'fp16': torch.float16, 'bf16': torch.bfloat16}[use_amp]
 
 
