@@ -87,7 +87,7 @@ def gated_seconds(fn: Callable[[], object], repeats: int, device: torch.device,
 def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
                  device: torch.device | str | None = None) -> dict[str, tuple[float, bool]]:
     """Alternatives timed in interleaved rounds: each round waits for an otherwise idle CPU (as
-    :func:`gated_seconds`), then times every function once, in an order rotated per round, so that drifts
+    :func:`gated_seconds`; not for a CUDA ``device``), then times every function once, in an order rotated per round, so that drifts
     of the machine or of this process (e.g. the allocator's state) hit all alike; on a CUDA ``device``
     each call is timed to the end of its queued work. Returns ``name -> (median seconds over its
     undisturbed calls, whether at least half were)`` (else over all calls)."""
@@ -98,8 +98,9 @@ def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
     clean: dict[str, list[float]] = {name: [] for name in names}
     busy: dict[str, list[float]] = {name: [] for name in names}
     deadline = time.monotonic() + 30 * repeats  # total idle-wait budget
+    on_cpu = device is None or torch.device(device).type == 'cpu'
     for r in range(repeats):
-        if os.path.exists('/proc/stat'):
+        if on_cpu and os.path.exists('/proc/stat'):  # a GPU's timings don't hinge on the host being idle
             _wait_idle(deadline)
         for name in names[r % len(names):] + names[:r % len(names)]:
             took, quiet = _timed_call(fns[name], device)

@@ -5,7 +5,7 @@ For each pipeline and batch size B, one run prints samples/s of ``pipeline.degra
 B x 3 x S x S batch of real photo crops (``x2p``: B x 2 patches sharing a degradation, DASR/CDSR's
 paired mode; samples/s then counts patches) (median of ``--repeats`` timed calls after warm-up), of the same
 B samples degraded one at a time (what DataLoader workers do, without their process parallelism), and
-the ratio. Rows for CUDA are added when a GPU is present. The authors' implementations (KAIR's numpy
+the ratio. Rows for CUDA are added when a GPU is present (``--devices cuda`` for those alone). The authors' implementations (KAIR's numpy
 BSRGAN model, BasicSR's Real-ESRGAN code, DASR's preprocessing) are not importable from here; their
 timings on the same machine are in the issue's closing note.
 """
@@ -54,8 +54,12 @@ def main() -> None:
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--only', nargs='*', help='pipeline names (default: all)')
+    parser.add_argument('--devices', nargs='+', choices=('cpu', 'cuda'),
+                        help='default: the CPU, and CUDA when a GPU is present')
     args = parser.parse_args()
-    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    devices = args.devices or ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    if 'cuda' in devices and not torch.cuda.is_available():
+        parser.error('--devices cuda: no CUDA device is visible')
     print(f'HR {args.size}x{args.size} -> x{args.scale}; samples/s (median of {args.repeats}); '
           f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads')
     print(f"{'device':6} {'pipeline':30} {'B':>4} {'batched':>10} {'per sample':>11} {'ratio':>7}")
