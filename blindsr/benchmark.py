@@ -87,9 +87,9 @@ def gated_seconds(fn: Callable[[], object], repeats: int, device: torch.device,
 def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
                  device: torch.device | str | None = None) -> dict[str, tuple[float, bool]]:
     """Alternatives timed in interleaved rounds: each round waits for an otherwise idle CPU (as
-    :func:`gated_seconds`; not for a CUDA ``device``), then times every function once, in an order rotated per round, so that drifts
-    of the machine or of this process (e.g. the allocator's state) hit all alike; on a CUDA ``device``
-    each call is timed to the end of its queued work. Returns ``name -> (median seconds over its
+    :func:`gated_seconds`; not for a CUDA ``device``, whose calls are timed to the end of their queued
+    work), then times every function once, in an order rotated per round, so that drifts of the machine
+    or of this process (e.g. the allocator's state) hit all alike. Returns ``name -> (median seconds over its
     undisturbed calls, whether at least half were)`` (else over all calls)."""
     names = list(fns)
     for name in names:

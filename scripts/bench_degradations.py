@@ -5,9 +5,9 @@ For each pipeline and batch size B, one run prints samples/s of ``pipeline.degra
 B x 3 x S x S batch of real photo crops (``x2p``: B x 2 patches sharing a degradation, DASR/CDSR's
 paired mode; samples/s then counts patches) (median of ``--repeats`` timed calls after warm-up), of the same
 B samples degraded one at a time (what DataLoader workers do, without their process parallelism), and
-the ratio. Rows for CUDA are added when a GPU is present (``--devices cuda`` for those alone). The authors' implementations (KAIR's numpy
-BSRGAN model, BasicSR's Real-ESRGAN code, DASR's preprocessing) are not importable from here; their
-timings on the same machine are in the issue's closing note.
+the ratio. Rows for CUDA are added when a GPU is present (``--devices cuda``: those alone). The authors'
+implementations (KAIR's BSRGAN models, BasicSR's Real-ESRGAN pipeline, DASR's preprocessing) are timed
+beside blindsr's in one run by ``scripts/bench_vs_authors.py``.
 """
 
 from __future__ import annotations
