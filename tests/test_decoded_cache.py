@@ -17,6 +17,7 @@ from test_data import load_script, photo, save
 from blindsr.data import decoded_cache
 from blindsr.data.decoded_cache import DecodedCacheError
 from blindsr.data.hr_dataset import HRImageDataset
+from blindsr.data.image_io import ImageReadError
 from blindsr.data.loader import build_dataloader
 
 TRAIN = {'phase': 'train', 'scale': 4, 'gt_size': 32, 'num_patches': 2, 'use_hflip': True, 'use_rot': True}
@@ -111,6 +112,19 @@ def test_an_interrupted_write_leaves_no_cache_file(images: Path, tmp_path: Path,
     monkeypatch.undo()
     direct = HRImageDataset({**TRAIN, 'dataroot_gt': str(images)})
     assert torch.equal(HRImageDataset(opt)[(0, 0)]['gt'], direct[(0, 0)]['gt'])
+
+
+def test_a_missing_source_or_a_damaged_copy_is_an_image_read_error(images: Path, tmp_path: Path) -> None:
+    """Training stops on an ImageReadError with one line naming the file (blindsr.data.loader)."""
+    dataset = HRImageDataset({**TRAIN, 'dataroot_gt': str(images), 'decoded_cache': str(tmp_path / 'cache')})
+    dataset[(0, 0)]
+    (copy, ) = (tmp_path / 'cache').glob('deep.*.npy')
+    copy.write_bytes(copy.read_bytes()[:1000])
+    with pytest.raises(ImageReadError, match=rf'^{copy}, the decoded copy of {images}/deep.png, cannot be read'):
+        dataset[(0, 0)]
+    (images / 'gray.png').unlink()
+    with pytest.raises(ImageReadError, match=rf'^Cannot read image {images}/gray.png: '):
+        dataset[(2, 0)]
 
 
 def test_bad_folder_and_full_disk_are_clear_errors(images: Path, tmp_path: Path,

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from blindsr.data.image_io import image_size, read_raw, to_rgb
+from blindsr.data.image_io import ImageReadError, image_size, read_raw, to_rgb
 
 _GB = 1e9
 
@@ -75,7 +75,10 @@ class DecodedCache:
 
     def path(self, source: str | Path) -> Path:
         """The cache file of ``source`` as it is now (its size and modification time are in the name)."""
-        st = os.stat(source)
+        try:
+            st = os.stat(source)
+        except OSError as err:
+            raise ImageReadError(f'Cannot read image {source}: {err}') from err
         return self.folder / f'{_prefix(source)}{st.st_size}-{st.st_mtime_ns}.npy'
 
     def read(self, source: str | Path) -> np.ndarray:
@@ -83,7 +86,11 @@ class DecodedCache:
         target = self.path(source)
         if not target.is_file():
             self._decode(source, target)
-        return np.load(target, mmap_mode='r')
+        try:
+            return np.load(target, mmap_mode='r')
+        except (OSError, ValueError) as err:
+            raise ImageReadError(f'{target}, the decoded copy of {source}, cannot be read ({err}); delete it '
+                                 'and it is decoded again.') from err
 
     def fill(self, workers: int = 1) -> tuple[int, int]:
         """Decode every source not in the cache yet (``workers`` processes, a progress bar);
