@@ -49,6 +49,12 @@ def decoded_bytes(sources: list[str | Path]) -> int:
     return sum(h * w * 3 for h, w in map(image_size, sources))
 
 
+def _need(missing: list[str]) -> str:
+    """What the images not decoded yet need, for errors."""
+    return (f'the {len(missing)} images not decoded yet need {decoded_bytes(missing) / _GB:.1f} GB '
+            '(height x width x 3 bytes each, twice for 16-bit images)')
+
+
 class DecodedCache:
     """Decoded copies of ``sources`` (image files) in ``folder``; :meth:`read` gives one, decoding it on a miss.
 
@@ -66,12 +72,10 @@ class DecodedCache:
         except OSError as err:
             raise DecodedCacheError(f'decoded_cache {self.folder} is not a folder blindsr can write to: {err}') from err
         missing = [s for s in self.sources if not self.path(s).is_file()]
-        need, free = decoded_bytes(missing), shutil.disk_usage(self.folder).free
-        if need > free:
-            raise DecodedCacheError(
-                f'decoded_cache {self.folder}: the {len(missing)} images not decoded yet need {need / _GB:.1f} GB '
-                f'(height x width x 3 bytes each, twice for 16-bit images), its disk has {free / _GB:.1f} GB free; '
-                'free space, point decoded_cache at a larger disk, or remove the option.')
+        free = shutil.disk_usage(self.folder).free
+        if decoded_bytes(missing) > free:
+            raise DecodedCacheError(f'decoded_cache {self.folder}: {_need(missing)}, its disk has {free / _GB:.1f} GB '
+                                    'free; free space, point decoded_cache at a larger disk, or remove the option.')
 
     def path(self, source: str | Path) -> Path:
         """The cache file of ``source`` as it is now (its size and modification time are in the name)."""
@@ -125,10 +129,8 @@ class DecodedCache:
             Path(tmp).unlink(missing_ok=True)
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                 missing = [s for s in self.sources if not self.path(s).is_file()]
-                raise DecodedCacheError(
-                    f'decoded_cache {self.folder}: disk full writing {target.name} ({img.nbytes / 1e6:.0f} MB); '
-                    f'the {len(missing)} images not decoded yet need {decoded_bytes(missing) / _GB:.1f} GB '
-                    '(height x width x 3 bytes each, twice for 16-bit images).') from err
+                raise DecodedCacheError(f'decoded_cache {self.folder}: disk full writing {target.name} '
+                                        f'({img.nbytes / 1e6:.0f} MB); {_need(missing)}.') from err
             raise
 
 
