@@ -25,14 +25,20 @@ The degradation runs on the device in ``feed_data`` (the recipes' top-level ``de
 loader only reads, crops and flips HR images; most of its cost is decoding each whole PNG for one crop
 (a 2K DF2K photo costs about 11x a 481x321 BSDS500 one: measure your own set with ``--images``).
 A GT size larger than the smallest image is lowered to it (the table says so).
+``--decoded-cache DIR`` measures every setting twice, reading the photos directly (``cache off``) and from
+a ``decoded_cache`` in DIR (``on``; filled before the rounds): the CPU time of a batch then goes to
+cropping and converting, not decoding.
 
     python scripts/bench_data_path.py --workers 0 1 2 --step-ms 100 --out bench_data_path.json
     python scripts/bench_data_path.py --images $BLINDSR_DATA/DF2K/HR --methods dasr kdsr --workers 4 8 16
+    python scripts/bench_data_path.py --images $BLINDSR_DATA/DF2K/HR --methods dasr kdsr --workers 4 \
+        --decoded-cache $BLINDSR_DATA/DF2K/HR_decoded
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -44,6 +50,7 @@ from pathlib import Path
 import torch
 
 import blindsr  # noqa: F401  (registrations)
+from blindsr.data.decoded_cache import DecodedCache
 from blindsr.data.image_io import image_size, list_images
 from blindsr.data.loader import build_dataloader
 from blindsr.dist import pick_device
@@ -61,7 +68,7 @@ METHODS = {
     'kdsr': 'options/train/kdsr/kdsr_s_m_x4_iso.yml',
     'kdsrnet': 'options/train/kdsr/kdsrnet_s_x4.yml',
 }
-COLUMNS = ('method', 'batch', 'gt', 'cpu ms/batch', 'workers', 'pin', 'batches/s', 'images/s', 'ms/batch', 'h2d ms',
+COLUMNS = ('method', 'batch', 'gt', 'cache', 'cpu ms/batch', 'workers', 'pin', 'batches/s', 'images/s', 'ms/batch', 'h2d ms',
            'step ms', 'wait %', 'model %', 'workers needed')
 
 
@@ -119,13 +126,15 @@ def smallest_side(folder: Path) -> int:
 
 
 def build_loader(recipe: str, images: Path, workers: int, pin: bool, batches: int, sets: list[str],
-                 max_gt: int, device: torch.device):
+                 max_gt: int, device: torch.device, cache: Path | None = None):
     """The recipe's train DataLoader over ``images`` and its dataset options, with the recipe's own batch and
-    GT size (before ``sets``) as ``batch_published`` and ``gt_size_published``.
+    GT size (before ``sets``) as ``batch_published`` and ``gt_size_published``; ``cache``: its
+    ``decoded_cache`` (None: none, whatever the recipe says).
     Its epoch is made to hold at least ``batches`` batches (``dataset_enlarge_ratio``), so that no epoch
     boundary falls inside a measurement."""
     overrides = [f'datasets.train.dataroot_gt={images}', f'datasets.train.num_worker_per_gpu={workers}',
                  f'datasets.train.pin_memory={str(pin).lower()}', 'datasets.val=null']
+    overrides.append(f"datasets.train.decoded_cache={cache or 'null'}")
     published = load_options(REPO / recipe, overrides)['datasets']['train']
     opt = load_options(REPO / recipe, overrides + sets)
     ds = opt['datasets']['train']
@@ -139,17 +148,20 @@ def build_loader(recipe: str, images: Path, workers: int, pin: bool, batches: in
     return build_dataloader(dataset, ds, 'train', opt['manual_seed'], 0, 1, device), ds
 
 
-def cpu_ms_per_batch(loader, batches: int = 2) -> float:
-    """CPU milliseconds one batch costs to load (median of ``batches`` after one), in this process: a loader
-    without workers. Unlike wall times, this does not depend on what else the machine runs."""
-    it = iter(loader)
-    next(it)
-    times = []
-    for _ in range(batches):
-        start = time.process_time()
+def cpu_ms_per_batch(loaders: list, batches: int = 2) -> list[float]:
+    """CPU milliseconds one batch costs to load from each of ``loaders`` (median of ``batches`` after one, the
+    loaders taking turns), in this process: loaders without workers. Unlike wall times, this does not
+    depend on what else the machine runs."""
+    its = [iter(loader) for loader in loaders]
+    for it in its:
         next(it)
-        times.append(time.process_time() - start)
-    return statistics.median(times) * 1000
+    times = [[] for _ in its]
+    for _ in range(batches):
+        for it, spent in zip(its, times):
+            start = time.process_time()
+            next(it)
+            spent.append(time.process_time() - start)
+    return [statistics.median(spent) * 1000 for spent in times]
 
 
 def measure(loader, step: StandInStep, steps_ms: list[float], rounds: int, workers: int) -> dict:
@@ -206,7 +218,7 @@ def format_row(row: dict) -> str:
 
     batch = used('batch') + (f" x{row['patches']}" if row['patches'] > 1 else '')
     gt = used('gt_size')
-    return ' | '.join([row['method'], batch, gt, num(row['cpu_ms_per_batch'], '.0f'), str(row['workers']),
+    return ' | '.join([row['method'], batch, gt, 'on' if row['decoded_cache'] else 'off', num(row['cpu_ms_per_batch'], '.0f'), str(row['workers']),
                        'on' if row['pin_memory'] else 'off',
                        num(row['batches_per_s'], '.2f'), num(row['images_per_s'], '.1f'), num(row['ms_per_batch'], '.1f'),
                        num(row['h2d_ms'], '.2f'), num(row['step_ms'], 'g'), num(row['wait_share'], '.0%'),
@@ -227,6 +239,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument('--device', default='auto', help='auto, cuda or cpu')
     parser.add_argument('--set', action='append', default=[], metavar='KEY.PATH=VALUE',
                         help='override an option of every recipe (e.g. datasets.train.prefetch_factor=4)')
+    parser.add_argument('--decoded-cache', type=Path, metavar='DIR',
+                        help='also measure every setting with this decoded_cache (filled first): cache off and on')
     parser.add_argument('--out', type=Path, help='write the rows as JSON here')
     args = parser.parse_args(argv)
 
@@ -241,29 +255,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
     stand_in = StandInStep(device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'
     print(f'device {device} ({name}), {os.cpu_count()} CPU cores, images {images} (smallest side {max_gt})')
+    caches = [None]
+    if args.decoded_cache:
+        decoded, present = DecodedCache(args.decoded_cache, list_images(images)).fill(os.cpu_count())
+        print(f'decoded cache {args.decoded_cache}: {decoded} images decoded, {present} already there')
+        caches.append(args.decoded_cache)
     print(' | '.join(COLUMNS))
     rows = []
     for method in args.methods:
-        cpu_ms = cpu_ms_per_batch(build_loader(METHODS[method], images, 0, False, 3, args.set, max_gt, device)[0])
-        for workers in args.workers:
-            for pin in pins:
-                needed = (1 + args.rounds) * (1 + len(steps[method])) * max(workers, 1)
-                loader, ds = build_loader(METHODS[method], images, workers, pin, needed, args.set, max_gt, device)
-                result = measure(loader, stand_in, steps[method], args.rounds, workers)
-                del loader  # its workers end here
-                ms = result['ms_per_batch']
-                base = {'method': method, 'recipe': METHODS[method], 'batch': ds['batch_size_per_gpu'],
-                        'batch_published': ds['batch_published'], 'patches': ds.get('num_patches', 1), 'gt_size': ds['gt_size'],
-                        'gt_size_published': ds['gt_size_published'], 'workers': workers, 'pin_memory': pin,
-                        'batches_per_s': 1000 / ms, 'images_per_s': 1000 / ms * ds['batch_size_per_gpu'],
-                        'ms_per_batch': ms, 'h2d_ms': result['h2d_ms'], 'cpu_ms_per_batch': cpu_ms}
-                for step_ms, share in result['wait_share'].items() or [(None, None)]:
-                    row = {**base, 'step_ms': step_ms, 'step_ms_measured': result['step_ms_measured'].get(step_ms),
-                           'wait_share': share,
-                           'model_share': None if step_ms is None else modelled_wait(ms, step_ms, workers),
-                           'workers_needed': None if not step_ms else math.ceil(cpu_ms / step_ms)}
-                    rows.append(row)
-                    print(format_row(row), flush=True)
+        cpu_ms = dict(zip(caches, cpu_ms_per_batch(
+            [build_loader(METHODS[method], images, 0, False, 4, args.set, max_gt, device, cache)[0]
+             for cache in caches])))
+        for workers, pin, cache in itertools.product(args.workers, pins, caches):
+            needed = (1 + args.rounds) * (1 + len(steps[method])) * max(workers, 1)
+            loader, ds = build_loader(METHODS[method], images, workers, pin, needed, args.set, max_gt, device,
+                                      cache)
+            result = measure(loader, stand_in, steps[method], args.rounds, workers)
+            del loader  # its workers end here
+            ms = result['ms_per_batch']
+            base = {'method': method, 'recipe': METHODS[method], 'batch': ds['batch_size_per_gpu'],
+                    'batch_published': ds['batch_published'], 'patches': ds.get('num_patches', 1), 'gt_size': ds['gt_size'],
+                    'gt_size_published': ds['gt_size_published'], 'workers': workers, 'pin_memory': pin,
+                    'batches_per_s': 1000 / ms, 'images_per_s': 1000 / ms * ds['batch_size_per_gpu'],
+                    'ms_per_batch': ms, 'h2d_ms': result['h2d_ms'], 'cpu_ms_per_batch': cpu_ms[cache],
+                    'decoded_cache': cache is not None}
+            for step_ms, share in result['wait_share'].items() or [(None, None)]:
+                row = {**base, 'step_ms': step_ms, 'step_ms_measured': result['step_ms_measured'].get(step_ms),
+                       'wait_share': share,
+                       'model_share': None if step_ms is None else modelled_wait(ms, step_ms, workers),
+                       'workers_needed': None if not step_ms else math.ceil(cpu_ms[cache] / step_ms)}
+                rows.append(row)
+                print(format_row(row), flush=True)
     if args.out:
         args.out.write_text(json.dumps({'device': str(device), 'device_name': name, 'cpu_count': os.cpu_count(),
                                         'images': str(images), 'rows': rows}, indent=1))

@@ -24,7 +24,8 @@ reported). Files already in place with the right size are kept, so an interrupte
 ``--subimages`` then cuts DF2K/HR into 480-px sub-images every 240 px (``DF2K/HR_sub``,
 scripts/extract_subimages.py, BasicSR's DIV2K recipe) and ``--lmdb`` packs those into
 ``DF2K/HR_sub.lmdb`` (scripts/create_lmdb.py; implies ``--subimages``), which ``HRImageDataset`` reads
-(``dataroot_gt: ${BLINDSR_DATA}/DF2K/HR_sub.lmdb``).
+(``dataroot_gt: ${BLINDSR_DATA}/DF2K/HR_sub.lmdb``). ``--decode`` decodes DF2K/HR into ``DF2K/HR_decoded``,
+the ``decoded_cache`` of the DASR/CDSR/KDSR recipes (about 29 GB; else training fills it as it goes).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
-from blindsr.data.image_io import IMAGE_EXTENSIONS, image_size
+from blindsr.data.decoded_cache import DecodedCache
+from blindsr.data.image_io import IMAGE_EXTENSIONS, image_size, list_images
 from blindsr.data_root import DATA_ROOT_VAR, UNSET_HINT
 
 _BSD_SIZES = ((321, 481), (481, 321))
@@ -216,9 +218,11 @@ def _script(name: str):
 
 
 def prepare(archives: list[str | Path], root: str | Path | None = None, subimages: bool = False,
-            lmdb: bool = False, workers: int = 1, crop_size: int = 480, step: int = 240) -> list[str]:
+            lmdb: bool = False, workers: int = 1, crop_size: int = 480, step: int = 240,
+            decode: bool = False) -> list[str]:
     """Lay out every known set found in ``archives`` under ``root`` (default ``$BLINDSR_DATA``); with
-    ``subimages``/``lmdb`` also DF2K's sub-images and their LMDB. Returns one report line per step."""
+    ``subimages``/``lmdb`` also DF2K's sub-images and their LMDB, with ``decode`` its decoded_cache.
+    Returns one report line per step."""
     root = root or os.environ.get(DATA_ROOT_VAR)
     if not root:
         raise ValueError(f'No data root: give --root or {UNSET_HINT}.')
@@ -245,6 +249,12 @@ def prepare(archives: list[str | Path], root: str | Path | None = None, subimage
             else:
                 _script('create_lmdb').create_lmdb(sub, target, workers=workers)
                 report.append(f'DF2K LMDB: {target}')
+    if decode:
+        if not df2k.is_dir():
+            raise ValueError(f'{df2k} does not exist: give the DIV2K_train_HR / Flickr2K archives to decode them.')
+        cache = DecodedCache(root / 'DF2K' / 'HR_decoded', list_images(df2k))
+        decoded, present = cache.fill(workers)
+        report.append(f'DF2K decoded: {decoded} images into {cache.folder} ({present} already there)')
     if df2k.is_dir():
         total = sum(1 for p in df2k.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if total != 800 + 2650:
@@ -258,9 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--root', help=f'data root (default: ${DATA_ROOT_VAR})')
     parser.add_argument('--subimages', action='store_true', help='cut DF2K/HR into DF2K/HR_sub')
     parser.add_argument('--lmdb', action='store_true', help='pack DF2K/HR_sub into DF2K/HR_sub.lmdb (implies --subimages)')
-    parser.add_argument('--workers', type=int, default=1, help='processes for sub-images and LMDB (default 1)')
+    parser.add_argument('--decode', action='store_true',
+                        help="decode DF2K/HR into DF2K/HR_decoded (the recipes' decoded_cache, about 29 GB)")
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes for sub-images, LMDB and decoding (default 1)')
     args = parser.parse_args(argv)
-    for line in prepare(args.archives, args.root, args.subimages, args.lmdb, args.workers):
+    for line in prepare(args.archives, args.root, args.subimages, args.lmdb, args.workers, decode=args.decode):
         print(line)
 
 

@@ -381,17 +381,18 @@ def test_bench_data_path_prints_every_column_and_writes_json(hr_folder: Path, tm
     out = tmp_path / 'data_path.json'
     script.main(['--methods', 'dasr', '--images', str(hr_folder), '--workers', '0', '1', '--rounds', '1',
                  '--step-ms', '1', 'dasr=2', '--device', 'cpu', '--set', 'datasets.train.batch_size_per_gpu=2',
-                 '--set', 'datasets.train.gt_size=32', '--out', str(out)])
+                 '--set', 'datasets.train.gt_size=32', '--decoded-cache', str(tmp_path / 'cache'), '--out', str(out)])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split(' | ') == list(script.COLUMNS)
-    table = [dict(zip(script.COLUMNS, line.split(' | '))) for line in lines[2:-1]]
-    assert [(row['method'], row['batch'], row['gt'], row['workers'], row['pin'], row['step ms'])
-            for row in table] == [('dasr', '2 (32) x2', '32 (192)', workers, 'off', step)
-                                  for workers in '01' for step in '12']
+    assert lines[1] == f"decoded cache {tmp_path / 'cache'}: 4 images decoded, 0 already there"
+    assert lines[2].split(' | ') == list(script.COLUMNS)
+    table = [dict(zip(script.COLUMNS, line.split(' | '))) for line in lines[3:-1]]
+    assert [(row['method'], row['batch'], row['gt'], row['cache'], row['workers'], row['pin'], row['step ms'])
+            for row in table] == [('dasr', '2 (32) x2', '32 (192)', cache, workers, 'off', step)
+                                  for workers in '01' for cache in ('off', 'on') for step in '12']
     for row in table:  # every column filled, except the copy to a CUDA device
         assert len(row) == len(script.COLUMNS) and row['h2d ms'] == '-'
         assert all(value not in ('', '-') for key, value in row.items() if key != 'h2d ms')
     rows = json.loads(out.read_text())['rows']
-    assert len(rows) == 4 and all(0 <= row['wait_share'] <= 1 and row['images_per_s'] > 0 for row in rows)
+    assert len(rows) == 8 and all(0 <= row['wait_share'] <= 1 and row['images_per_s'] > 0 for row in rows)
     with pytest.raises(ValueError, match="unknown method 'dsr'"):
         script.parse_steps(['dsr=5'], ['dasr'])

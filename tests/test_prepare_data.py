@@ -117,3 +117,6 @@ def test_df2k_to_subimages_and_lmdb(tmp_path, monkeypatch):
     again = script.prepare([div2k], lmdb=True)
     assert again[1:3] == [f"{df2k / 'HR_sub'} exists, kept (remove it to cut the sub-images again)",
                           f"{df2k / 'HR_sub.lmdb'} exists, kept (remove it to pack again)"]
+    decoded = script.prepare([div2k], decode=True, workers=2)
+    assert decoded[1] == f"DF2K decoded: 5 images into {df2k / 'HR_decoded'} (0 already there)"
+    assert len(list((df2k / 'HR_decoded').glob('*.npy'))) == 5

@@ -178,6 +178,8 @@ def test_every_training_recipe_runs(tmp_path, photo_dirs, recipe):
             sets[f'train.losses.{i}.vgg_weights'] = 'random'
     if 'val' in opt['datasets']:
         sets['datasets.val.dataroot_gt'] = photo_dirs['val']
+    if 'decoded_cache' in opt['datasets']['train']:  # not the data root's
+        sets['datasets.train.decoded_cache'] = tmp_path / 'decoded'
     for key, small in (('lq_patchsize', 12), ('gt_size', 32), ('pool_size', 4)):  # pipeline crops and pool
         if key in opt.get('degradation', {}):
             sets[f'degradation.{key}'] = small
@@ -186,6 +188,7 @@ def test_every_training_recipe_runs(tmp_path, photo_dirs, recipe):
     args = [item for key, value in sets.items() for item in ('--set', f'{key}={value}')]
     run = train_entry.main(['-opt', str(recipe), *args])
     assert (run / 'models' / 'net_g_final.pth').is_file() and (run / 'training_states' / '2.state').is_file()
+    assert bool(list((tmp_path / 'decoded').glob('*.npy'))) == ('decoded_cache' in opt['datasets']['train'])
 
 
 def test_auto_resume_without_state_starts_fresh(tmp_path, photo_dirs):
