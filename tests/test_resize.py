@@ -11,8 +11,9 @@ import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.utils import matlab_functions as bsr
+from blindsr.degradations import resize_modes
 from blindsr.degradations.bicubic import BicubicDegradation
-from blindsr.degradations.resize import imresize, resize_matrix
+from blindsr.degradations.resize import band, banded_product, imresize, resize_matrix
 from blindsr.registry import DEGRADATION_REGISTRY, build
 
 SCALES = [1 / 2, 1 / 3, 1 / 4, 2, 3, 4, 0.37]
@@ -155,6 +156,51 @@ def test_replicate_border_differs_only_near_borders():
         out_len = math.ceil(in_len * scale)
         np.testing.assert_allclose(resize_matrix(in_len, out_len, scale, border='replicate').numpy(),
                                    matlab_matrix(in_len, out_len, scale, clamp=True), rtol=0, atol=1e-12)
+
+
+def scattered() -> np.ndarray:
+    """A banded matrix with gaps inside rows and a row whose band would run past the last column."""
+    mat = np.zeros((3, 8))
+    mat[0, [0, 5]] = 0.25, 0.75
+    mat[1, 7] = 1.0
+    mat[2, [3, 4]] = -0.5, 1.5
+    return mat
+
+
+@pytest.mark.parametrize('mat', [resize_matrix(37, 10, 10 / 37).numpy(), resize_matrix(5, 2, 0.4).numpy(),
+                                 resize_matrix(9, 23, 23 / 9).numpy(),
+                                 resize_modes.resize_matrix_opencv(50, 17, 17 / 50, 'area'),
+                                 resize_modes.resize_matrix_opencv(20, 47, 47 / 20, 'bicubic'),
+                                 resize_modes.resize_matrix_opencv(13, 6, 6 / 13, 'nearest'), scattered()],
+                         ids=['down', 'tiny', 'up', 'area', 'cubic', 'nearest', 'scattered'])
+def test_band_product_is_the_dense_product(mat):
+    """A band keeps every nonzero weight: its product equals the dense matrix's along rows and (through
+    the transposed copies) columns, for one or several stacked planes and a non-contiguous input."""
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.from_numpy(mat)
+    for lead in [(1,), (2, 3)]:
+        x = torch.rand(*lead, mat.shape[1], 7, dtype=torch.float64, generator=gen)
+        mats = band(mat, math.prod(lead), dtype=torch.float64)
+        torch.testing.assert_close(banded_product(mats, x, -2), dense @ x, rtol=0, atol=1e-15)
+        torch.testing.assert_close(banded_product(mats, x.mT, -1), x.mT @ dense.mT, rtol=0, atol=1e-15)
+
+
+def test_cached_bands_equal_fresh_matrices_for_each_batch_and_dtype():
+    """The bands are cached per size, planes and dtype: repeated and differently batched or typed calls
+    give the product of freshly built matrices, and a repeated call rebuilds nothing."""
+    x = torch.rand(2, 3, 40, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mh, mw = resize_matrix(40, 13, 13 / 40), resize_matrix(30, 17, 17 / 30)
+    ch, cw = (torch.from_numpy(resize_modes.resize_matrix_opencv(i, o, o / i, 'bicubic')) for i, o in [(40, 13), (30, 17)])
+    for dtype, tol in [(torch.float64, 1e-12), (torch.float32, 1e-6), (torch.float64, 1e-12)]:
+        for n in (1, 2, 1):
+            torch.testing.assert_close(imresize(x[:n].to(dtype), size=(13, 17)).double(), mh @ x[:n] @ mw.mT,
+                                       rtol=0, atol=tol)
+            torch.testing.assert_close(resize_modes.resize(x[:n].to(dtype), (13, 17)).double(), ch @ x[:n] @ cw.mT,
+                                       rtol=0, atol=tol)
+    before = resize_modes._opencv_band.cache_info()
+    resize_modes.resize(x, (13, 17))
+    after = resize_modes._opencv_band.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)
 
 
 def test_shape_rules_up_then_down():

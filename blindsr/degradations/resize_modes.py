@@ -4,10 +4,9 @@ quantisation. (s-fold subsampling after a blur is :func:`blindsr.degradations.bl
 :func:`resize` with ``backend='opencv'`` reproduces ``cv2.resize`` on float32 images (KAIR's BSRGAN
 degradation uses it with interpolation codes 1, 2, 3 = linear, cubic, area) in torch, on any device:
 each dimension becomes a dense (out, in) matrix built in float64 from OpenCV's own rules
-(``modules/imgproc/src/resize.cpp``) and applied as ``W_h @ x @ W_w^T``, on CPU in banded blocks of
-32 output rows (:func:`~blindsr.degradations.resize.banded_product`: each block multiplies only the
-~32 in / out + taps input lines it touches, 2-10x less work than the dense product at 256 px; the
-blocking changes the summation order of the products, i.e. float32 rounding, by 1-2 ulp). The rules:
+(``modules/imgproc/src/resize.cpp``), applied as its band (one gather and multiply-add per tap,
+:func:`~blindsr.degradations.resize.banded_product`; the bands are cached per size, mode, device and
+dtype). The summation order differs from OpenCV's, i.e. float32 rounding, by 1-2 ulp. The rules:
 
 - ``'nearest'`` (INTER_NEAREST): source ``min(floor(i * (1 / inv_scale)), in - 1)``, ``inv_scale = out / in``;
 - ``'bilinear'`` (INTER_LINEAR): half-pixel mapping ``u = (i + 0.5) * in / out - 0.5`` (in float32), two
@@ -21,7 +20,7 @@ blocking changes the summation order of the products, i.e. float32 rounding, by 
   its fractional part), taps j and j + 1 (clamped).
 
 ``mode`` may also be a sequence of B modes (one per sample, as KAIR draws the interpolation per image):
-the matrices are stacked per sample and applied as one batched product.
+the samples of each mode are resized together.
 
 Measured against ``cv2.resize`` (opencv-python 5.0, float32 photo crops of 101x77 and 256x256, up,
 down, non-integer and mixed factors): max |delta| <= 3e-7 with ``cv2.ipp.setUseIPP(False)``; with
@@ -46,6 +45,7 @@ calls it (``align_corners=False``). Where it differs from OpenCV (same images; 8
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,12 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blindsr.degradations.resize import banded_product
+from blindsr.degradations.resize import BAND_CACHE_SIZE, Band, band, banded_product
 
 __all__ = ['resize', 'resize_matrix_opencv', 'quantize', 'MODES']
 
 MODES = ('nearest', 'bilinear', 'bicubic', 'area')
-_ROWS = 32  # on CPU, output rows per block of the banded matrix products (see banded_product)
 _A = -0.75  # OpenCV's cubic coefficient
 
 
@@ -158,19 +157,27 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
         (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor)
     out_h, inv_h = _out_size(in_h, sizes[0], factors[0])
     out_w, inv_w = _out_size(in_w, sizes[1], factors[1])
-    enlarges = inv_h > 1 or inv_w > 1
+    if len(set(modes)) > 1:  # one mode per sample: the samples of each mode resized together
+        groups = {m: [i for i, n in enumerate(modes) if n == m] for m in dict.fromkeys(modes)}
+        parts = [resize(x[members], size, m, scale_factor=scale_factor) for m, members in groups.items()]
+        order = torch.tensor([i for members in groups.values() for i in members]).argsort()
+        return torch.cat(parts)[order.to(x.device)]
+    area_enlarges = modes[0] == 'area' and (inv_h > 1 or inv_w > 1)
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-    def matrices(in_len: int, out_len: int, inv: float) -> Tensor:
-        built = {m: resize_matrix_opencv(in_len, out_len, inv, m, enlarges) for m in set(modes)}
-        if len(built) == 1:
-            return torch.from_numpy(next(iter(built.values())))
-        return torch.from_numpy(np.stack([built[m] for m in modes])).unsqueeze(1)  # (B, 1, out, in)
-
-    mat_h = matrices(in_h, out_h, inv_h)
-    mat_w = mat_h if (in_w, out_w, inv_w) == (in_h, out_h, inv_h) else matrices(in_w, out_w, inv_w)
-    out = banded_product(mat_w, banded_product(mat_h, work, -2, _ROWS), -1, _ROWS)
+    planes = work.shape[:-2].numel()
+    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, planes, work.device, work.dtype)
+    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, planes, work.device, work.dtype)
+    if out_h <= in_h:  # the columns' transposed copies at the smaller of the two heights
+        out = banded_product(cols, banded_product(rows, work, -2), -1)
+    else:
+        out = banded_product(rows, banded_product(cols, work, -1), -2)
     return out.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=BAND_CACHE_SIZE)
+def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool, planes: int,
+                 device: torch.device, dtype: torch.dtype) -> Band:
+    return band(resize_matrix_opencv(in_len, out_len, inv_scale, mode, area_enlarges), planes, device, dtype)
 
 
 def quantize(x: Tensor) -> Tensor:
