@@ -11,9 +11,9 @@ import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.utils import matlab_functions as bsr
-from blindsr.degradations import resize_modes
+from blindsr.degradations import resize, resize_modes
 from blindsr.degradations.bicubic import BicubicDegradation
-from blindsr.degradations.resize import band, banded_product, imresize, resize_matrix
+from blindsr.degradations.resize import imresize, resize_matrix
 from blindsr.registry import DEGRADATION_REGISTRY, build
 
 SCALES = [1 / 2, 1 / 3, 1 / 4, 2, 3, 4, 0.37]
@@ -158,31 +158,39 @@ def test_replicate_border_differs_only_near_borders():
                                    matlab_matrix(in_len, out_len, scale, clamp=True), rtol=0, atol=1e-12)
 
 
-def scattered() -> np.ndarray:
-    """A banded matrix with gaps inside rows and a row whose band would run past the last column."""
-    mat = np.zeros((3, 8))
-    mat[0, [0, 5]] = 0.25, 0.75
-    mat[1, 7] = 1.0
-    mat[2, [3, 4]] = -0.5, 1.5
-    return mat
+def repeated() -> tuple[np.ndarray, np.ndarray]:
+    """Hand-made taps: a repeated index (summed), a zero tap in every row (dropped), unordered indices."""
+    index = np.array([[0, 0, 5], [7, 3, 6], [2, 4, 4]])
+    weight = np.array([[0.25, 0.5, 0.0], [1.0, -0.5, 0.0], [1.5, -0.25, 0.125]])
+    return index, weight
 
 
-@pytest.mark.parametrize('mat', [resize_matrix(37, 10, 10 / 37).numpy(), resize_matrix(5, 2, 0.4).numpy(),
-                                 resize_matrix(9, 23, 23 / 9).numpy(),
-                                 resize_modes.resize_matrix_opencv(50, 17, 17 / 50, 'area'),
-                                 resize_modes.resize_matrix_opencv(20, 47, 47 / 20, 'bicubic'),
-                                 resize_modes.resize_matrix_opencv(13, 6, 6 / 13, 'nearest'), scattered()],
-                         ids=['down', 'tiny', 'up', 'area', 'cubic', 'nearest', 'scattered'])
-def test_band_product_is_the_dense_product(mat):
-    """A band keeps every nonzero weight: its product equals the dense matrix's along rows and (through
-    the transposed copies) columns, for one or several stacked planes and a non-contiguous input."""
+@pytest.mark.parametrize('taps, in_len', [
+    (resize._matlab_taps(37, 10, 10 / 37, True, 'symmetric'), 37), (resize._matlab_taps(5, 2, 0.4, True, 'symmetric'), 5),
+    (resize._matlab_taps(9, 23, 23 / 9, True, 'replicate'), 9),
+    (resize_modes._opencv_taps(50, 17, 17 / 50, 'area', False), 50),
+    (resize_modes._opencv_taps(20, 47, 47 / 20, 'bicubic', False), 20),
+    (resize_modes._opencv_taps(13, 6, 6 / 13, 'nearest', False), 13), (repeated(), 8)],
+    ids=['down', 'tiny', 'up', 'area', 'cubic', 'nearest', 'repeated'])
+def test_band_product_is_the_dense_product(taps, in_len):
+    """A band applied by embedding_bag equals its dense matrix's product along rows and (through the
+    transposed copies) columns, for one or several stacked planes and a non-contiguous input."""
     gen = torch.Generator().manual_seed(0)
-    dense = torch.from_numpy(mat)
+    mat = torch.from_numpy(resize.dense(*taps, in_len))
+    bands = resize.band(*taps, dtype=torch.float64)
+    assert bands.index.shape[1] <= taps[0].shape[1]
     for lead in [(1,), (2, 3)]:
-        x = torch.rand(*lead, mat.shape[1], 7, dtype=torch.float64, generator=gen)
-        mats = band(mat, math.prod(lead), dtype=torch.float64)
-        torch.testing.assert_close(banded_product(mats, x, -2), dense @ x, rtol=0, atol=1e-15)
-        torch.testing.assert_close(banded_product(mats, x.mT, -1), x.mT @ dense.mT, rtol=0, atol=1e-15)
+        x = torch.rand(*lead, in_len, 7, dtype=torch.float64, generator=gen)
+        torch.testing.assert_close(resize.banded_product(bands, x, -2), mat @ x, rtol=0, atol=1e-15)
+        torch.testing.assert_close(resize.banded_product(bands, x.mT, -1), x.mT @ mat.mT, rtol=0, atol=1e-15)
+
+
+def test_band_product_on_wide_columns():
+    """Columns of 128 px: both transposed copies go through rows padded off the power of two."""
+    taps = resize_modes._opencv_taps(128, 70, 70 / 128, 'bicubic', False)
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    out = resize.banded_product(resize.band(*taps), x, -1)
+    torch.testing.assert_close(out.double(), x.double() @ torch.from_numpy(resize.dense(*taps, 128)).mT, rtol=0, atol=1e-6)
 
 
 def test_cached_bands_equal_fresh_matrices_for_each_batch_and_dtype():

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blindsr.degradations.resize import BAND_CACHE_SIZE, Band, band, banded_product
+from blindsr.degradations.resize import BAND_CACHE_SIZE, Band, band, banded_product, dense
 
 __all__ = ['resize', 'resize_matrix_opencv', 'quantize', 'MODES']
 
@@ -71,21 +71,22 @@ def _cubic_weights(t: np.ndarray) -> np.ndarray:
     return np.concatenate([w0, w1, w2, 1 - w0 - w1 - w2], 1).astype(np.float64)
 
 
-def _area_box(in_len: int, out_len: int, scale: float) -> np.ndarray:
-    """OpenCV's ``computeResizeAreaTab`` as a dense (out, in) matrix (scale = in / out >= 1), all rows at once."""
+def _area_taps(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's ``computeResizeAreaTab`` (scale = in / out >= 1) as taps, all rows at once."""
     start = np.arange(out_len) * scale
     stop = start + scale
-    width = np.minimum(scale, in_len - start)
+    width = np.minimum(scale, in_len - start)[:, None]
     last = np.minimum(np.floor(stop), in_len - 1)
     first = np.minimum(np.minimum(np.ceil(start), in_len - 1), last)
-    cols = np.arange(in_len)
-    mat = np.where((cols >= first[:, None]) & (cols < last[:, None]), 1 / width[:, None], 0.0)
-    rows = np.arange(out_len)
     head = first - start > 1e-3  # a partly covered pixel before the first whole one
-    mat[rows[head], first[head].astype(np.int64) - 1] = ((first - start) / width)[head]
     tail = stop - last > 1e-3  # ... and after the last one
-    mat[rows[tail], last[tail].astype(np.int64)] = (np.minimum(np.minimum(stop - last, 1.0), width) / width)[tail]
-    return mat.astype(np.float32).astype(np.float64)  # OpenCV stores the weights as float
+    cols = (first - head)[:, None] + np.arange(int((last + tail - first + head).max()))
+    first, last = first[:, None], last[:, None]
+    weights = np.where((cols >= first) & (cols < last), 1 / width, 0.0)
+    weights = np.where(head[:, None] & (cols == first - 1), (first - start[:, None]) / width, weights)
+    part = np.minimum(np.minimum(stop[:, None] - last, 1.0), width) / width
+    weights = np.where(tail[:, None] & (cols == last), part, weights)
+    return np.minimum(cols, in_len - 1).astype(np.int64), weights.astype(np.float32).astype(np.float64)  # float weights
 
 
 def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
@@ -95,14 +96,18 @@ def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
     ``inv_scale`` is OpenCV's ``out / in`` (or ``fx``); ``area_enlarges``: for ``'area'``, whether any
     dimension of the resize is enlarged (OpenCV then interpolates instead of averaging boxes).
     """
+    return dense(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), in_len)
+
+
+def _opencv_taps(in_len: int, out_len: int, inv_scale: float, mode: str,
+                 area_enlarges: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices (clamped to the image) and float64 weights, each (out_len, taps), of ``cv2.resize``."""
     scale = 1.0 / inv_scale
     rows = np.arange(out_len)
     if mode == 'nearest':
-        mat = np.zeros((out_len, in_len))
-        mat[rows, np.minimum(np.floor(rows * scale).astype(np.int64), in_len - 1)] = 1
-        return mat
+        return np.minimum(np.floor(rows * scale).astype(np.int64), in_len - 1)[:, None], np.ones((out_len, 1))
     if mode == 'area' and not area_enlarges:
-        return _area_box(in_len, out_len, scale)
+        return _area_taps(in_len, out_len, scale)
     if mode == 'area':
         left = np.floor(rows * scale)
         frac = ((rows + 1) - (left + 1) * inv_scale).astype(np.float32).astype(np.float64)
@@ -121,9 +126,7 @@ def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
         left = np.minimum(left, in_len - 1)
         taps = left[:, None] + np.arange(2)
         weights = np.stack([1 - frac, frac], 1).astype(np.float32).astype(np.float64)
-    taps = np.clip(taps, 0, in_len - 1).astype(np.int64)
-    flat = (rows[:, None] * in_len + taps).ravel()
-    return np.bincount(flat, weights=weights.ravel(), minlength=out_len * in_len).reshape(out_len, in_len)  # sums clamped repeats
+    return np.clip(taps, 0, in_len - 1).astype(np.int64), weights
 
 
 def _out_size(in_len: int, size: int | None, scale_factor: float | None) -> tuple[int, float]:
@@ -160,13 +163,12 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
     if len(set(modes)) > 1:  # one mode per sample: the samples of each mode resized together
         groups = {m: [i for i, n in enumerate(modes) if n == m] for m in dict.fromkeys(modes)}
         parts = [resize(x[members], size, m, scale_factor=scale_factor) for m, members in groups.items()]
-        order = torch.tensor([i for members in groups.values() for i in members]).argsort()
-        return torch.cat(parts)[order.to(x.device)]
+        where = {i: k for k, i in enumerate(i for members in groups.values() for i in members)}
+        return torch.cat(parts)[torch.tensor([where[i] for i in range(len(modes))], device=x.device)]
     area_enlarges = modes[0] == 'area' and (inv_h > 1 or inv_w > 1)
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    planes = work.shape[:-2].numel()
-    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, planes, work.device, work.dtype)
-    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, planes, work.device, work.dtype)
+    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, work.device, work.dtype)
+    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, work.device, work.dtype)
     if out_h <= in_h:  # the columns' transposed copies at the smaller of the two heights
         out = banded_product(cols, banded_product(rows, work, -2), -1)
     else:
@@ -175,9 +177,9 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
 
 
 @functools.lru_cache(maxsize=BAND_CACHE_SIZE)
-def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool, planes: int,
+def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool,
                  device: torch.device, dtype: torch.dtype) -> Band:
-    return band(resize_matrix_opencv(in_len, out_len, inv_scale, mode, area_enlarges), planes, device, dtype)
+    return band(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), device, dtype)
 
 
 def quantize(x: Tensor) -> Tensor:
