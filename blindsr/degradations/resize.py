@@ -33,7 +33,7 @@ from torch import Tensor
 __all__ = ['Band', 'band', 'banded_product', 'dense', 'imresize', 'resize_matrix']
 
 _BORDERS = ('symmetric', 'replicate')
-BAND_CACHE_SIZE = 2048  # bands each cached builder keeps (sizes, scales, devices, dtypes)
+BAND_CACHE_SIZE = 1024  # bands each cached builder keeps (sizes, scales, batch sizes, devices, dtypes)
 
 
 def _cubic(d: np.ndarray) -> np.ndarray:
@@ -100,8 +100,9 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
         scale_h, scale_w = out_h / in_h, out_w / in_w
 
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    rows = _matlab_band(in_h, out_h, scale_h, antialias, border, work.device, work.dtype)
-    cols = _matlab_band(in_w, out_w, scale_w, antialias, border, work.device, work.dtype)
+    planes = work.shape[:-2].numel()
+    rows = _matlab_band(in_h, out_h, scale_h, antialias, border, planes, work.device, work.dtype)
+    cols = _matlab_band(in_w, out_w, scale_w, antialias, border, planes, work.device, work.dtype)
     if scale_h <= scale_w:
         out = banded_product(cols, banded_product(rows, work, -2), -1)
     else:
@@ -110,18 +111,23 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
 
 
 class Band(NamedTuple):
-    """A banded (out, in) matrix as taps: output line ``i`` is the sum over ``k`` of ``weight[i, k]``
-    times input line ``index[i, k]`` (an index may repeat). Shared by caches: never modify in place."""
-    index: Tensor  # (out, taps) int64
-    weight: Tensor  # (out, taps)
+    """A banded (out, in) matrix applied to ``planes`` stacked (in, n) images as the bags of
+    :func:`torch.nn.functional.embedding_bag`: output line ``p * out + i`` is the sum over taps ``k`` of
+    ``weight[p * out + i, k]`` times input line ``index[p * out + i, k]`` (plane ``p``'s lines start at
+    ``p * in``; an index may repeat). Shared by caches: never modify one in place."""
+    index: Tensor  # (planes * out, taps) int64
+    weight: Tensor  # (planes * out, taps)
 
 
-def band(index: np.ndarray, weight: np.ndarray, device: torch.device | str | None = None,
-         dtype: torch.dtype = torch.float32) -> Band:
-    """Taps as a :class:`Band` on ``device``, the weights cast to ``dtype``; taps whose weight is 0 in
-    every row are dropped."""
+def band(index: np.ndarray, weight: np.ndarray, in_len: int, planes: int = 1,
+         device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Band:
+    """Taps (input indices and weights, each (out, taps)) as a :class:`Band` for ``planes`` stacked
+    images on ``device``, the weights cast to ``dtype``; taps whose weight is 0 in every row are dropped."""
     keep = (weight != 0).any(0)
-    return Band(torch.from_numpy(index[:, keep]).to(device), torch.from_numpy(weight[:, keep]).to(device, dtype))
+    if not keep.all():
+        index, weight = index[:, keep], weight[:, keep]
+    index = (np.arange(0, planes * in_len, in_len)[:, None, None] + index).reshape(-1, index.shape[1])
+    return Band(torch.from_numpy(index).to(device), torch.from_numpy(np.tile(weight, (planes, 1))).to(device, dtype))
 
 
 def dense(index: np.ndarray, weight: np.ndarray, in_len: int) -> np.ndarray:
@@ -132,17 +138,13 @@ def dense(index: np.ndarray, weight: np.ndarray, in_len: int) -> np.ndarray:
 
 
 def banded_product(mat: Band, x: Tensor, dim: int) -> Tensor:
-    """Multiply dimension ``dim`` (-2 or -1) of ``x`` (..., H, W) by the banded matrix ``mat`` (on ``x``'s
-    device, in its dtype) as one weighted gather of whole lines over all planes (``embedding_bag``,
-    taps summed in order): cost ~ taps * output size, whatever the input size. Columns (``dim=-1``)
-    go through a transposed copy in and out."""
+    """Multiply dimension ``dim`` (-2 or -1) of ``x`` (..., H, W) by the banded matrix ``mat`` (built for
+    ``x``'s number of planes, on its device, in its dtype) as one weighted gather of whole lines
+    (``embedding_bag``, taps summed in order): cost ~ taps * output size, whatever the input size.
+    Columns (``dim=-1``) go through a transposed copy in and out."""
     lines = x if dim == -2 else _transposed(x)
-    in_len, n = lines.shape[-2:]
-    planes = lines.shape[:-2].numel()
-    starts = torch.arange(0, planes * in_len, in_len, device=x.device)  # each plane's first line
-    index = (starts.view(-1, 1, 1) + mat.index).flatten(0, 1)
-    out = F.embedding_bag(index, lines.reshape(-1, n), mode='sum', per_sample_weights=mat.weight.repeat(planes, 1))
-    out = out.view(*x.shape[:-2], -1, n)
+    out = F.embedding_bag(mat.index, lines.reshape(-1, lines.shape[-1]), mode='sum', per_sample_weights=mat.weight)
+    out = out.view(*x.shape[:-2], -1, lines.shape[-1])
     return out if dim == -2 else _transposed(out)
 
 
@@ -156,6 +158,6 @@ def _transposed(x: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=BAND_CACHE_SIZE)
-def _matlab_band(in_len: int, out_len: int, scale: float, antialias: bool, border: str,
+def _matlab_band(in_len: int, out_len: int, scale: float, antialias: bool, border: str, planes: int,
                  device: torch.device, dtype: torch.dtype) -> Band:
-    return band(*_matlab_taps(in_len, out_len, scale, antialias, border), device, dtype)
+    return band(*_matlab_taps(in_len, out_len, scale, antialias, border), in_len, planes, device, dtype)

@@ -167,8 +167,9 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
         return torch.cat(parts)[torch.tensor([where[i] for i in range(len(modes))], device=x.device)]
     area_enlarges = modes[0] == 'area' and (inv_h > 1 or inv_w > 1)
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, work.device, work.dtype)
-    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, work.device, work.dtype)
+    planes = work.shape[:-2].numel()
+    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, planes, work.device, work.dtype)
+    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, planes, work.device, work.dtype)
     if out_h <= in_h:  # the columns' transposed copies at the smaller of the two heights
         out = banded_product(cols, banded_product(rows, work, -2), -1)
     else:
@@ -177,9 +178,9 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
 
 
 @functools.lru_cache(maxsize=BAND_CACHE_SIZE)
-def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool,
+def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool, planes: int,
                  device: torch.device, dtype: torch.dtype) -> Band:
-    return band(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), device, dtype)
+    return band(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), in_len, planes, device, dtype)
 
 
 def quantize(x: Tensor) -> Tensor:
