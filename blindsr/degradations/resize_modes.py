@@ -62,13 +62,15 @@ _A = -0.75  # OpenCV's cubic coefficient
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
-    """OpenCV's ``interpolateCubic``: weights of taps -1, 0, 1, 2 for fractions ``t`` (float32 math)."""
-    t = t.astype(np.float32)[:, None]
-    a = np.float32(_A)
-    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
-    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
-    w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
-    return np.concatenate([w0, w1, w2, 1 - w0 - w1 - w2], 1).astype(np.float64)
+    """OpenCV's ``interpolateCubic``: float32 weights of taps -1, 0, 1, 2 for float32 fractions ``t``."""
+    a, one = np.float32(_A), np.float32(1)  # float32 scalars: numpy's float32 math as OpenCV's, and fast
+    w = np.empty((t.size, 4), np.float32)
+    u = t + one
+    w[:, 0] = ((a * u - 5 * a) * u + 8 * a) * u - 4 * a
+    for k, d in ((1, t), (2, one - t)):  # taps 0 and 1, at distances t and 1 - t
+        w[:, k] = ((a + 2) * d - (a + 3)) * d * d + one
+    w[:, 3] = one - w[:, 0] - w[:, 1] - w[:, 2]
+    return w
 
 
 def _area_taps(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +88,7 @@ def _area_taps(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.
     weights = np.where(head[:, None] & (cols == first - 1), (first - start[:, None]) / width, weights)
     part = np.minimum(np.minimum(stop[:, None] - last, 1.0), width) / width
     weights = np.where(tail[:, None] & (cols == last), part, weights)
-    return np.minimum(cols, in_len - 1).astype(np.int64), weights.astype(np.float32).astype(np.float64)  # float weights
+    return np.minimum(cols, in_len - 1).astype(np.int64), weights.astype(np.float32)  # OpenCV's weights are floats
 
 
 def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
@@ -101,32 +103,31 @@ def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
 
 def _opencv_taps(in_len: int, out_len: int, inv_scale: float, mode: str,
                  area_enlarges: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Input indices (clamped to the image) and float64 weights, each (out_len, taps), of ``cv2.resize``."""
+    """Input indices (clamped to the image) and weights (float32, as OpenCV's), each (out_len, taps), of
+    ``cv2.resize``."""
     scale = 1.0 / inv_scale
     rows = np.arange(out_len)
     if mode == 'nearest':
-        return np.minimum(np.floor(rows * scale).astype(np.int64), in_len - 1)[:, None], np.ones((out_len, 1))
+        return np.minimum(np.floor(rows * scale).astype(np.int64), in_len - 1)[:, None], np.ones((out_len, 1), np.float32)
     if mode == 'area' and not area_enlarges:
         return _area_taps(in_len, out_len, scale)
     if mode == 'area':
         left = np.floor(rows * scale)
-        frac = ((rows + 1) - (left + 1) * inv_scale).astype(np.float32).astype(np.float64)
-        frac = np.where(frac <= 0, 0.0, frac - np.floor(frac))
+        frac = ((rows + 1) - (left + 1) * inv_scale).astype(np.float32)
+        frac = np.where(frac <= 0, np.float32(0), frac - np.floor(frac))
     else:
-        pos = ((rows + 0.5) * scale - 0.5).astype(np.float32).astype(np.float64)
+        pos = ((rows + 0.5) * scale - 0.5).astype(np.float32)
         left = np.floor(pos)
-        frac = (pos - left).astype(np.float32).astype(np.float64)
+        frac = pos - left  # exact in float32
     if mode == 'bicubic':
-        taps = left[:, None] + np.arange(-1, 3)
-        weights = _cubic_weights(frac)
-    else:  # bilinear and enlarging area: the source position is clamped to the image
-        frac = np.where(left < 0, 0.0, frac)
-        left = np.clip(left, 0, None)
-        frac = np.where(left >= in_len - 1, 0.0, frac)
-        left = np.minimum(left, in_len - 1)
-        taps = left[:, None] + np.arange(2)
-        weights = np.stack([1 - frac, frac], 1).astype(np.float32).astype(np.float64)
-    return np.clip(taps, 0, in_len - 1).astype(np.int64), weights
+        taps = np.maximum(np.minimum(left.astype(np.int64)[:, None] + np.arange(-1, 3), in_len - 1), 0)
+        return taps, _cubic_weights(frac)
+    # bilinear and enlarging area: the source position is clamped to the image
+    frac = np.where((left < 0) | (left >= in_len - 1), np.float32(0), frac)
+    left = np.maximum(np.minimum(left.astype(np.int64), in_len - 1), 0)
+    weights = np.empty((out_len, 2), np.float32)
+    weights[:, 0], weights[:, 1] = 1 - frac, frac
+    return np.minimum(left[:, None] + np.arange(2), in_len - 1), weights
 
 
 def _out_size(in_len: int, size: int | None, scale_factor: float | None) -> tuple[int, float]:
