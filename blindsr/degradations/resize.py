@@ -12,10 +12,12 @@ Semantics (those of MATLAB, which classic SR test sets were made with):
   instead, as the torch port in DASR/KDSR (``utils/util.py: bicubic``) does;
 - the dimension with the smaller scale is resized first (H first on a tie).
 
-Each dimension becomes a dense (out, in) interpolation matrix, built in float64 (numpy), and is
-applied as its band (:func:`band`: each output pixel reads only the input pixels its weights touch):
-exact (the dropped weights are zeros), ~out * taps work per line instead of out * in. The bands are
-cached per size, scale, border, device and dtype, so repeated sizes cost no rebuilding.
+Each dimension is a banded (out, in) interpolation matrix, kept as its taps (each output pixel's input
+indices and float64 weights, numpy; :func:`resize_matrix` gives the dense matrix) and applied by
+:func:`banded_product` as one ``embedding_bag`` over all planes: a weighted gather of whole input lines,
+~out * taps work per line instead of the dense product's out * in (columns through transposed copies).
+The bands are cached per size, scale, border, batch size, device and dtype (:data:`BAND_CACHE_SIZE`
+of them). Equal to the dense product up to float32 rounding (a few 1e-7).
 float16/bfloat16 inputs are resized in float32 and cast back.
 """
 

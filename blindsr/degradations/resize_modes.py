@@ -3,10 +3,11 @@ quantisation. (s-fold subsampling after a blur is :func:`blindsr.degradations.bl
 
 :func:`resize` with ``backend='opencv'`` reproduces ``cv2.resize`` on float32 images (KAIR's BSRGAN
 degradation uses it with interpolation codes 1, 2, 3 = linear, cubic, area) in torch, on any device:
-each dimension becomes a dense (out, in) matrix built in float64 from OpenCV's own rules
-(``modules/imgproc/src/resize.cpp``), applied as its band (one gather and multiply-add per tap,
-:func:`~blindsr.degradations.resize.banded_product`; the bands are cached per size, mode, device and
-dtype). The summation order differs from OpenCV's, i.e. float32 rounding, by 1-2 ulp. The rules:
+each dimension's taps (input indices and OpenCV's float32 weights) follow OpenCV's own rules
+(``modules/imgproc/src/resize.cpp``) and are applied as a band
+(:func:`~blindsr.degradations.resize.banded_product`: one ``embedding_bag`` per dimension, cached per
+size, mode, batch size, device and dtype; :func:`resize_matrix_opencv` gives the dense matrix). The
+summation order differs from OpenCV's, i.e. float32 rounding, by 1-2 ulp. The rules:
 
 - ``'nearest'`` (INTER_NEAREST): source ``min(floor(i * (1 / inv_scale)), in - 1)``, ``inv_scale = out / in``;
 - ``'bilinear'`` (INTER_LINEAR): half-pixel mapping ``u = (i + 0.5) * in / out - 0.5`` (in float32), two
@@ -23,7 +24,7 @@ dtype). The summation order differs from OpenCV's, i.e. float32 rounding, by 1-2
 the samples of each mode are resized together.
 
 Measured against ``cv2.resize`` (opencv-python 5.0, float32 photo crops of 101x77 and 256x256, up,
-down, non-integer and mixed factors): max |delta| <= 3e-7 with ``cv2.ipp.setUseIPP(False)``; with
+down, non-integer and mixed factors): max |delta| <= 4e-7 with ``cv2.ipp.setUseIPP(False)``; with
 IPP on (the default of the pip build, which sends float32 linear/cubic resizes at non-integer factors
 to Intel IPP) <= 7e-6 for 'bilinear'/'bicubic', still <= 2e-7 for 'area' and exact for 'nearest'.
 
