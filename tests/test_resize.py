@@ -11,6 +11,7 @@ import torch
 
 import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.utils import matlab_functions as bsr
+from blindsr.degradations import resize, resize_modes
 from blindsr.degradations.bicubic import BicubicDegradation
 from blindsr.degradations.resize import imresize, resize_matrix
 from blindsr.registry import DEGRADATION_REGISTRY, build
@@ -155,6 +156,59 @@ def test_replicate_border_differs_only_near_borders():
         out_len = math.ceil(in_len * scale)
         np.testing.assert_allclose(resize_matrix(in_len, out_len, scale, border='replicate').numpy(),
                                    matlab_matrix(in_len, out_len, scale, clamp=True), rtol=0, atol=1e-12)
+
+
+def repeated() -> tuple[np.ndarray, np.ndarray]:
+    """Hand-made taps: a repeated index (summed), a zero tap in every row (dropped), unordered indices."""
+    index = np.array([[0, 0, 5], [7, 3, 6], [2, 4, 4]])
+    weight = np.array([[0.25, 0.5, 0.0], [1.0, -0.5, 0.0], [1.5, -0.25, 0.0]])
+    return index, weight
+
+
+@pytest.mark.parametrize('taps, in_len', [
+    (resize._matlab_taps(37, 10, 10 / 37, True, 'symmetric'), 37), (resize._matlab_taps(5, 2, 0.4, True, 'symmetric'), 5),
+    (resize._matlab_taps(9, 23, 23 / 9, True, 'replicate'), 9),
+    (resize_modes._opencv_taps(50, 17, 17 / 50, 'area', False), 50),
+    (resize_modes._opencv_taps(20, 47, 47 / 20, 'bicubic', False), 20),
+    (resize_modes._opencv_taps(13, 6, 6 / 13, 'nearest', False), 13), (repeated(), 8)],
+    ids=['down', 'tiny', 'up', 'area', 'cubic', 'nearest', 'repeated'])
+def test_band_product_is_the_dense_product(taps, in_len):
+    """A band applied by embedding_bag equals its dense matrix's product along rows and (through the
+    transposed copies) columns, for one or several stacked planes and a non-contiguous input."""
+    gen = torch.Generator().manual_seed(0)
+    mat = torch.from_numpy(resize.dense(*taps, in_len))
+    for lead in [(1,), (2, 3)]:
+        x = torch.rand(*lead, in_len, 7, dtype=torch.float64, generator=gen)
+        bands = resize.band(*taps, in_len, math.prod(lead), dtype=torch.float64)
+        assert bands.index.shape == (math.prod(lead) * mat.shape[0], (taps[1] != 0).any(0).sum())
+        torch.testing.assert_close(resize.banded_product(bands, x, -2), mat @ x, rtol=0, atol=1e-15)
+        torch.testing.assert_close(resize.banded_product(bands, x.mT, -1), x.mT @ mat.mT, rtol=0, atol=1e-15)
+
+
+def test_band_product_on_wide_columns():
+    """Columns of 128 px: both transposed copies go through rows padded off the power of two."""
+    taps = resize_modes._opencv_taps(128, 70, 70 / 128, 'bicubic', False)
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    out = resize.banded_product(resize.band(*taps, 128, 6), x, -1)
+    torch.testing.assert_close(out.double(), x.double() @ torch.from_numpy(resize.dense(*taps, 128)).mT, rtol=0, atol=1e-6)
+
+
+def test_cached_bands_equal_fresh_matrices_for_each_batch_and_dtype():
+    """The bands are cached per size, planes and dtype: repeated and differently batched or typed calls
+    give the product of freshly built matrices, and a repeated call rebuilds nothing."""
+    x = torch.rand(2, 3, 40, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mh, mw = resize_matrix(40, 13, 13 / 40), resize_matrix(30, 17, 17 / 30)
+    ch, cw = (torch.from_numpy(resize_modes.resize_matrix_opencv(i, o, o / i, 'bicubic')) for i, o in [(40, 13), (30, 17)])
+    for dtype, tol in [(torch.float64, 1e-12), (torch.float32, 1e-6), (torch.float64, 1e-12)]:
+        for n in (1, 2, 1):
+            torch.testing.assert_close(imresize(x[:n].to(dtype), size=(13, 17)).double(), mh @ x[:n] @ mw.mT,
+                                       rtol=0, atol=tol)
+            torch.testing.assert_close(resize_modes.resize(x[:n].to(dtype), (13, 17)).double(), ch @ x[:n] @ cw.mT,
+                                       rtol=0, atol=tol)
+    before = resize_modes._opencv_band.cache_info()
+    resize_modes.resize(x, (13, 17))
+    after = resize_modes._opencv_band.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)
 
 
 def test_shape_rules_up_then_down():

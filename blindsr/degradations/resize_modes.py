@@ -3,11 +3,11 @@ quantisation. (s-fold subsampling after a blur is :func:`blindsr.degradations.bl
 
 :func:`resize` with ``backend='opencv'`` reproduces ``cv2.resize`` on float32 images (KAIR's BSRGAN
 degradation uses it with interpolation codes 1, 2, 3 = linear, cubic, area) in torch, on any device:
-each dimension becomes a dense (out, in) matrix built in float64 from OpenCV's own rules
-(``modules/imgproc/src/resize.cpp``) and applied as ``W_h @ x @ W_w^T``, on CPU in banded blocks of
-32 output rows (:func:`~blindsr.degradations.resize.banded_product`: each block multiplies only the
-~32 in / out + taps input lines it touches, 2-10x less work than the dense product at 256 px; the
-blocking changes the summation order of the products, i.e. float32 rounding, by 1-2 ulp). The rules:
+each dimension's taps (input indices and OpenCV's float32 weights) follow OpenCV's own rules
+(``modules/imgproc/src/resize.cpp``) and are applied as a band
+(:func:`~blindsr.degradations.resize.banded_product`: one ``embedding_bag`` per dimension, cached per
+size, mode, batch size, device and dtype; :func:`resize_matrix_opencv` gives the dense matrix). The
+summation order differs from OpenCV's, i.e. float32 rounding, by 1-2 ulp. The rules:
 
 - ``'nearest'`` (INTER_NEAREST): source ``min(floor(i * (1 / inv_scale)), in - 1)``, ``inv_scale = out / in``;
 - ``'bilinear'`` (INTER_LINEAR): half-pixel mapping ``u = (i + 0.5) * in / out - 0.5`` (in float32), two
@@ -21,10 +21,10 @@ blocking changes the summation order of the products, i.e. float32 rounding, by 
   its fractional part), taps j and j + 1 (clamped).
 
 ``mode`` may also be a sequence of B modes (one per sample, as KAIR draws the interpolation per image):
-the matrices are stacked per sample and applied as one batched product.
+the samples of each mode are resized together.
 
 Measured against ``cv2.resize`` (opencv-python 5.0, float32 photo crops of 101x77 and 256x256, up,
-down, non-integer and mixed factors): max |delta| <= 3e-7 with ``cv2.ipp.setUseIPP(False)``; with
+down, non-integer and mixed factors): max |delta| <= 4e-7 with ``cv2.ipp.setUseIPP(False)``; with
 IPP on (the default of the pip build, which sends float32 linear/cubic resizes at non-integer factors
 to Intel IPP) <= 7e-6 for 'bilinear'/'bicubic', still <= 2e-7 for 'area' and exact for 'nearest'.
 
@@ -46,6 +46,7 @@ calls it (``align_corners=False``). Where it differs from OpenCV (same images; 8
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,40 +54,42 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blindsr.degradations.resize import banded_product
+from blindsr.degradations.resize import BAND_CACHE_SIZE, Band, band, banded_product, dense
 
 __all__ = ['resize', 'resize_matrix_opencv', 'quantize', 'MODES']
 
 MODES = ('nearest', 'bilinear', 'bicubic', 'area')
-_ROWS = 32  # on CPU, output rows per block of the banded matrix products (see banded_product)
 _A = -0.75  # OpenCV's cubic coefficient
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
-    """OpenCV's ``interpolateCubic``: weights of taps -1, 0, 1, 2 for fractions ``t`` (float32 math)."""
-    t = t.astype(np.float32)[:, None]
-    a = np.float32(_A)
-    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
-    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
-    w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
-    return np.concatenate([w0, w1, w2, 1 - w0 - w1 - w2], 1).astype(np.float64)
+    """OpenCV's ``interpolateCubic``: float32 weights of taps -1, 0, 1, 2 for float32 fractions ``t``."""
+    a, one = np.float32(_A), np.float32(1)  # float32 scalars: numpy's float32 math as OpenCV's, and fast
+    w = np.empty((t.size, 4), np.float32)
+    u = t + one
+    w[:, 0] = ((a * u - 5 * a) * u + 8 * a) * u - 4 * a
+    for k, d in ((1, t), (2, one - t)):  # taps 0 and 1, at distances t and 1 - t
+        w[:, k] = ((a + 2) * d - (a + 3)) * d * d + one
+    w[:, 3] = one - w[:, 0] - w[:, 1] - w[:, 2]
+    return w
 
 
-def _area_box(in_len: int, out_len: int, scale: float) -> np.ndarray:
-    """OpenCV's ``computeResizeAreaTab`` as a dense (out, in) matrix (scale = in / out >= 1), all rows at once."""
+def _area_taps(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's ``computeResizeAreaTab`` (scale = in / out >= 1) as taps, all rows at once."""
     start = np.arange(out_len) * scale
     stop = start + scale
-    width = np.minimum(scale, in_len - start)
+    width = np.minimum(scale, in_len - start)[:, None]
     last = np.minimum(np.floor(stop), in_len - 1)
     first = np.minimum(np.minimum(np.ceil(start), in_len - 1), last)
-    cols = np.arange(in_len)
-    mat = np.where((cols >= first[:, None]) & (cols < last[:, None]), 1 / width[:, None], 0.0)
-    rows = np.arange(out_len)
     head = first - start > 1e-3  # a partly covered pixel before the first whole one
-    mat[rows[head], first[head].astype(np.int64) - 1] = ((first - start) / width)[head]
     tail = stop - last > 1e-3  # ... and after the last one
-    mat[rows[tail], last[tail].astype(np.int64)] = (np.minimum(np.minimum(stop - last, 1.0), width) / width)[tail]
-    return mat.astype(np.float32).astype(np.float64)  # OpenCV stores the weights as float
+    cols = (first - head)[:, None] + np.arange(int((last + tail - first + head).max()))
+    first, last = first[:, None], last[:, None]
+    weights = np.where((cols >= first) & (cols < last), 1 / width, 0.0)
+    weights = np.where(head[:, None] & (cols == first - 1), (first - start[:, None]) / width, weights)
+    part = np.minimum(np.minimum(stop[:, None] - last, 1.0), width) / width
+    weights = np.where(tail[:, None] & (cols == last), part, weights)
+    return np.minimum(cols, in_len - 1).astype(np.int64), weights.astype(np.float32)  # OpenCV's weights are floats
 
 
 def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
@@ -96,35 +99,36 @@ def resize_matrix_opencv(in_len: int, out_len: int, inv_scale: float, mode: str,
     ``inv_scale`` is OpenCV's ``out / in`` (or ``fx``); ``area_enlarges``: for ``'area'``, whether any
     dimension of the resize is enlarged (OpenCV then interpolates instead of averaging boxes).
     """
+    return dense(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), in_len)
+
+
+def _opencv_taps(in_len: int, out_len: int, inv_scale: float, mode: str,
+                 area_enlarges: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices (clamped to the image) and weights (float32, as OpenCV's), each (out_len, taps), of
+    ``cv2.resize``."""
     scale = 1.0 / inv_scale
     rows = np.arange(out_len)
     if mode == 'nearest':
-        mat = np.zeros((out_len, in_len))
-        mat[rows, np.minimum(np.floor(rows * scale).astype(np.int64), in_len - 1)] = 1
-        return mat
+        return np.minimum(np.floor(rows * scale).astype(np.int64), in_len - 1)[:, None], np.ones((out_len, 1), np.float32)
     if mode == 'area' and not area_enlarges:
-        return _area_box(in_len, out_len, scale)
+        return _area_taps(in_len, out_len, scale)
     if mode == 'area':
         left = np.floor(rows * scale)
-        frac = ((rows + 1) - (left + 1) * inv_scale).astype(np.float32).astype(np.float64)
-        frac = np.where(frac <= 0, 0.0, frac - np.floor(frac))
+        frac = ((rows + 1) - (left + 1) * inv_scale).astype(np.float32)
+        frac = np.where(frac <= 0, np.float32(0), frac - np.floor(frac))
     else:
-        pos = ((rows + 0.5) * scale - 0.5).astype(np.float32).astype(np.float64)
+        pos = ((rows + 0.5) * scale - 0.5).astype(np.float32)
         left = np.floor(pos)
-        frac = (pos - left).astype(np.float32).astype(np.float64)
+        frac = pos - left  # exact in float32
     if mode == 'bicubic':
-        taps = left[:, None] + np.arange(-1, 3)
-        weights = _cubic_weights(frac)
-    else:  # bilinear and enlarging area: the source position is clamped to the image
-        frac = np.where(left < 0, 0.0, frac)
-        left = np.clip(left, 0, None)
-        frac = np.where(left >= in_len - 1, 0.0, frac)
-        left = np.minimum(left, in_len - 1)
-        taps = left[:, None] + np.arange(2)
-        weights = np.stack([1 - frac, frac], 1).astype(np.float32).astype(np.float64)
-    taps = np.clip(taps, 0, in_len - 1).astype(np.int64)
-    flat = (rows[:, None] * in_len + taps).ravel()
-    return np.bincount(flat, weights=weights.ravel(), minlength=out_len * in_len).reshape(out_len, in_len)  # sums clamped repeats
+        taps = np.maximum(np.minimum(left.astype(np.int64)[:, None] + np.arange(-1, 3), in_len - 1), 0)
+        return taps, _cubic_weights(frac)
+    # bilinear and enlarging area: the source position is clamped to the image
+    frac = np.where((left < 0) | (left >= in_len - 1), np.float32(0), frac)
+    left = np.maximum(np.minimum(left.astype(np.int64), in_len - 1), 0)
+    weights = np.empty((out_len, 2), np.float32)
+    weights[:, 0], weights[:, 1] = 1 - frac, frac
+    return np.minimum(left[:, None] + np.arange(2), in_len - 1), weights
 
 
 def _out_size(in_len: int, size: int | None, scale_factor: float | None) -> tuple[int, float]:
@@ -158,19 +162,27 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
         (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor)
     out_h, inv_h = _out_size(in_h, sizes[0], factors[0])
     out_w, inv_w = _out_size(in_w, sizes[1], factors[1])
-    enlarges = inv_h > 1 or inv_w > 1
+    if len(set(modes)) > 1:  # one mode per sample: the samples of each mode resized together
+        groups = {m: [i for i, n in enumerate(modes) if n == m] for m in dict.fromkeys(modes)}
+        parts = [resize(x[members], size, m, scale_factor=scale_factor) for m, members in groups.items()]
+        where = {i: k for k, i in enumerate(i for members in groups.values() for i in members)}
+        return torch.cat(parts)[torch.tensor([where[i] for i in range(len(modes))], device=x.device)]
+    area_enlarges = modes[0] == 'area' and (inv_h > 1 or inv_w > 1)
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-    def matrices(in_len: int, out_len: int, inv: float) -> Tensor:
-        built = {m: resize_matrix_opencv(in_len, out_len, inv, m, enlarges) for m in set(modes)}
-        if len(built) == 1:
-            return torch.from_numpy(next(iter(built.values())))
-        return torch.from_numpy(np.stack([built[m] for m in modes])).unsqueeze(1)  # (B, 1, out, in)
-
-    mat_h = matrices(in_h, out_h, inv_h)
-    mat_w = mat_h if (in_w, out_w, inv_w) == (in_h, out_h, inv_h) else matrices(in_w, out_w, inv_w)
-    out = banded_product(mat_w, banded_product(mat_h, work, -2, _ROWS), -1, _ROWS)
+    planes = work.shape[:-2].numel()
+    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, planes, work.device, work.dtype)
+    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, planes, work.device, work.dtype)
+    if out_h <= in_h:  # the columns' transposed copies at the smaller of the two heights
+        out = banded_product(cols, banded_product(rows, work, -2), -1)
+    else:
+        out = banded_product(rows, banded_product(cols, work, -1), -2)
     return out.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=BAND_CACHE_SIZE)
+def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool, planes: int,
+                 device: torch.device, dtype: torch.dtype) -> Band:
+    return band(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), in_len, planes, device, dtype)
 
 
 def quantize(x: Tensor) -> Tensor:
