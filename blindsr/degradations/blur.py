@@ -31,6 +31,7 @@ blur costs 1/s^2 of the blur.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -168,21 +169,27 @@ def blur(x: Tensor, kernels: Tensor, padding: str = 'reflect', flip: bool = Fals
     """
     if method not in ('auto', 'conv', 'fft'):
         raise ValueError(f"method must be 'auto', 'conv' or 'fft', got {method!r}")
-    if separable is not None:
-        rank1 = torch.as_tensor(separable, dtype=torch.bool, device=x.device).expand(x.shape[0])
-        if rank1.any():
-            k = kernels.to(x.device)
-            v, h = _per_sample(k.sum(-1), x, 1), _per_sample(k.sum(-2), x, 1)  # before the cast to x's dtype
-            if rank1.all():
-                return blur_separable(x, v, h, padding, flip, stride)
-            full = (~rank1).nonzero()[:, 0]
-            rest = blur(x[full], _per_sample(k, x, 2)[full], padding, flip, method, stride)
-            out = x.new_empty(x.shape[0], *rest.shape[1:])
-            out[full] = rest
-            sep = rank1.nonzero()[:, 0]
-            out[sep] = blur_separable(x[sep], v[sep], h[sep], padding, flip, stride)
-            return out
     weight = _per_sample(kernels, x, 2)
+    flags = [False] * x.shape[0]
+    if separable is not None:
+        flags = torch.as_tensor(separable, dtype=torch.bool).expand(x.shape[0]).tolist()
+    if any(flags):
+        k = kernels.to(x.device)
+        v, h = _per_sample(k.sum(-1), x, 1), _per_sample(k.sum(-2), x, 1)  # before the cast to x's dtype
+    x = x.contiguous()
+    parts, start = [], 0
+    for rank1, run in itertools.groupby(flags):  # runs of samples (views of x) through one formulation
+        s = slice(start, start + len(list(run)))
+        start = s.stop
+        if rank1:
+            parts += _separable_parts(x[s], v[s], h[s], padding, flip, stride)
+        else:
+            parts += _full_parts(x[s], weight[s], padding, flip, method, stride)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _full_parts(x: Tensor, weight: Tensor, padding: str, flip: bool, method: str, stride: int) -> list[Tensor]:
+    """:func:`blur` by conv or FFT, chunk by chunk."""
     if flip:
         weight = weight.flip(-2, -1)
     kh, kw = weight.shape[-2:]
@@ -193,10 +200,8 @@ def blur(x: Tensor, kernels: Tensor, padding: str = 'reflect', flip: bool = Fals
     def op(xp: Tensor, w: Tensor) -> Tensor:
         return _fft_conv(xp, w)[..., ::stride, ::stride] if use_fft else _grouped_conv(xp, w, stride)
 
-    x = x.contiguous()
     hw = (x.shape[-2] + kh - 1) * (x.shape[-1] + kw - 1)
-    parts = [op(pad2d(x[s], top, bottom, left, right, padding), weight[s]) for s in _chunks(x, hw, not use_fft)]
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+    return [op(pad2d(x[s], top, bottom, left, right, padding), weight[s]) for s in _chunks(x, hw, not use_fft)]
 
 
 def _band(taps: Tensor, stride: int) -> Tensor:
@@ -237,7 +242,13 @@ def blur_separable(x: Tensor, kernel_v: Tensor, kernel_h: Tensor, padding: str =
     1.5-4x faster than oneDNN's depthwise convolutions, which run ~4 GMAC/s on these 1-D kernels);
     elsewhere two depthwise convolutions (not measured: no GPU on the development box).
     """
-    kv, kh = _per_sample(kernel_v, x, 1), _per_sample(kernel_h, x, 1)
+    parts = _separable_parts(x.contiguous(), _per_sample(kernel_v, x, 1), _per_sample(kernel_h, x, 1), padding,
+                             flip, stride)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _separable_parts(x: Tensor, kv: Tensor, kh: Tensor, padding: str, flip: bool, stride: int) -> list[Tensor]:
+    """:func:`blur_separable` chunk by chunk."""
     if flip:
         kv, kh = kv.flip(-1), kh.flip(-1)
     (top, bottom), (left, right) = _anchor(kv.shape[-1], flip), _anchor(kh.shape[-1], flip)
@@ -248,7 +259,5 @@ def blur_separable(x: Tensor, kernel_v: Tensor, kernel_h: Tensor, padding: str =
             return _pass(_pass(xp, v, h, stride, -2), k, w, stride, -1)
         return _grouped_conv(_grouped_conv(xp, k.unsqueeze(1), (1, stride)), v.unsqueeze(2), (stride, 1))
 
-    x = x.contiguous()
     hw = (x.shape[-2] + kv.shape[-1] - 1) * (x.shape[-1] + kh.shape[-1] - 1)
-    parts = [op(pad2d(x[s], top, bottom, left, right, padding), kv[s], kh[s]) for s in _chunks(x, hw, False)]
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+    return [op(pad2d(x[s], top, bottom, left, right, padding), kv[s], kh[s]) for s in _chunks(x, hw, False)]
