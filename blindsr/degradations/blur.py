@@ -15,18 +15,27 @@ Padding modes (the image is extended as often as needed, so kernels may exceed t
   ``zeros``: SciPy ``constant`` with cval 0.
 
 Formulations, all exact up to float rounding (chosen by ``method='auto'``): a depthwise ``conv2d``
-with samples x channels as groups for small kernels, a product of real FFTs (7-smooth lengths) for
-large ones. Crossovers measured on the 2-core development CPU (16 x 3 images, quiet machine; the ratio
-conv time / FFT time): at 256 px the FFT wins from 15 x 15 (1.1x; 2.1x at 21 x 21), at 128 px from
-21 x 21 (1.5x), at 64 px and below the conv is faster up to at least 21 x 21 (0.7x). On CPU both run
-in chunks of samples: the conv at least 12 channel planes (fewer leave oneDNN's depthwise conv ~2x slower
-on 2 threads), otherwise ~0.5 M padded elements; the FFT and the 1-D passes ~0.25 M (one 256 px RGB
-sample: 25-30 % faster than four at once, as it stays in the L2 cache). CUDA gets one call (not measured: no GPU on the
-development box). One shared kernel takes the grouped path too: BasicSR's shared-kernel path (a batch
-of B*C single-channel images) is 5-8x slower on CPU. ``stride`` keeps every ``stride``-th output
-(``out[..., ::stride, ::stride]``), computed directly by a strided conv: s-fold subsampling after a
-blur costs 1/s^2 of the blur.
-``blur_separable`` does a rank-1 kernel as two 1-D passes.
+with samples x channels as groups for small kernels, a product of real FFTs (even 7-smooth lengths;
+the kernel's spectrum transforms its few rows first) for large ones. Crossovers measured on the 2-core
+development CPU (16 x 3 images, quiet machine; the ratio conv time / FFT time): at 256 px the FFT wins
+from 15 x 15 (1.1x; 2.1x at 21 x 21), at 128 px from 21 x 21 (1.5x), at 64 px and below the conv is
+faster up to at least 21 x 21 (0.7x). Fewer than 16 planes (1-5 samples, as BSRGAN's per-sample plans
+group them): oneDNN's depthwise conv computes 16 planes per block (3 cost as much as 16), so the planes
+are cut into overlapping horizontal strips stacked as channels (3-5x faster for one sample), and the
+FFT wins from 17 x 17 (measured at 1 and 3 samples, 33-512 px). On CPU both run in chunks of samples:
+the conv at least 12 channel planes, otherwise ~0.5 M padded elements; the FFT and the 1-D passes
+~0.25 M (one 256 px RGB sample: 25-30 % faster than four at once, as it stays in the L2 cache). CUDA
+gets one call (not measured: no GPU on the development box). One shared kernel takes the grouped path
+too: BasicSR's shared-kernel path (a batch of B*C single-channel images) is 5-8x slower on CPU.
+``stride`` keeps every ``stride``-th output (``out[..., ::stride, ::stride]``), computed directly (a
+strided conv, or 1-D passes that compute only the kept outputs): s-fold subsampling after a blur
+costs 1/s^2 of the blur.
+
+``blur_separable`` does a rank-1 kernel as two 1-D passes: on CPU batched matrix products of blocks of
+16 outputs with banded blocks of the taps (oneDNN runs 1-D depthwise kernels at ~4 GMAC/s; the products
+are 1.5-4x faster, e.g. 0.6 vs 2.4 ms for one 256 px RGB sample and 25 taps). ``blur(...,
+separable=mask)`` sends the samples whose kernels are outer products (isotropic Gaussians, BSRGAN's
+shifted Gaussian) through it, with the kernel's marginals as factors.
 """
 
 from __future__ import annotations
