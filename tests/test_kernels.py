@@ -16,7 +16,7 @@ import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.data import degradations as bsr
 from basicsr.utils.img_process_util import USMSharp, filter2D
 from blindsr.degradations import kernels as K
-from blindsr.degradations.blur import PADDINGS, _strips, blur, blur_separable
+from blindsr.degradations.blur import PADDINGS, _strips, _trim, blur, blur_separable
 from blindsr.degradations.sharpen import gaussian_taps, usm_sharp
 
 TINY = torch.finfo(torch.float32).tiny
@@ -287,6 +287,26 @@ def test_conv_of_few_planes_stacks_strips():
         for padding in ('reflect', 'zeros'):
             ref = reference_blur(x, k, padding, True)
             torch.testing.assert_close(blur(x, k, padding, True, 'conv'), ref, atol=1e-12, rtol=0)
+
+
+def test_zero_outer_taps_are_trimmed_with_the_same_result():
+    """Kernels zero-padded onto a larger grid (BSRGAN builds each group's on its largest size) filter with
+    their own size: the same values, anchors kept for odd and even sizes, separable or not."""
+    g = gen(18)
+    x = torch.rand(2, 3, 40, 33, generator=g, dtype=torch.float64)
+    for h, w in ((7, 5), (6, 4)):
+        small = torch.rand(2, h, w, generator=g, dtype=torch.float64)
+        small[1, 0] = 0  # a zero outer row in one sample only: kept
+        big = F.pad(small, (4, 4, 3, 3))
+        assert _trim(big).shape == small.shape
+        for flip in (False, True):
+            ref = reference_blur(x, small, 'reflect', flip)
+            torch.testing.assert_close(blur(x, big, flip=flip, method='conv'), ref, atol=1e-12, rtol=0)
+            torch.testing.assert_close(blur(x, big, flip=flip, method='fft'), ref, atol=1e-12, rtol=0)
+        v, t = small[:, :, 0], small[:, 1]  # v: one zero end in sample 1
+        ref = reference_blur(x, v[:, :, None] * t[:, None], 'reflect', True)
+        torch.testing.assert_close(blur_separable(x, F.pad(v, (3, 3)), F.pad(t, (4, 4)), flip=True), ref,
+                                   atol=1e-12, rtol=0)
 
 
 # ----------------------------------------------------------------------------- sharpening

@@ -119,6 +119,21 @@ def _per_sample(kernels: Tensor, x: Tensor, dims: int) -> Tensor:
     return k.expand(x.shape[0], *k.shape[1:])
 
 
+def _trim(weight: Tensor) -> Tensor:
+    """On CPU, the per-sample kernels (B, *taps) without the outer taps that are zero in every sample, as
+    many at both ends of each axis (the anchor stays on the same tap): the same filtering with fewer taps.
+    Kernels of each sample's own size on a group's shared grid (BSRGAN) get back the size of the run's
+    largest. Elsewhere unchanged (this reads the kernels on the host)."""
+    if weight.device.type != 'cpu':
+        return weight
+    for dim in range(1, weight.dim()):
+        used = weight.ne(0).movedim(dim, 0).flatten(1).any(1).nonzero()[:, 0].tolist()
+        if used:
+            cut = min(used[0], weight.shape[dim] - 1 - used[-1])
+            weight = weight.narrow(dim, cut, weight.shape[dim] - 2 * cut)
+    return weight
+
+
 def _strips(planes: int, rows: int, kh: int) -> int:
     """Horizontal strips per plane for the CPU conv: oneDNN's depthwise conv computes channels in blocks
     of :data:`_LANES` (3 planes cost as much as 16), so a few planes are cut into overlapping strips
@@ -201,6 +216,7 @@ def blur(x: Tensor, kernels: Tensor, padding: str = 'reflect', flip: bool = Fals
 
 def _full_parts(x: Tensor, weight: Tensor, padding: str, flip: bool, method: str, stride: int) -> list[Tensor]:
     """:func:`blur` by conv or FFT, chunk by chunk."""
+    weight = _trim(weight)
     if flip:
         weight = weight.flip(-2, -1)
     kh, kw = weight.shape[-2:]
@@ -260,6 +276,7 @@ def blur_separable(x: Tensor, kernel_v: Tensor, kernel_h: Tensor, padding: str =
 
 def _separable_parts(x: Tensor, kv: Tensor, kh: Tensor, padding: str, flip: bool, stride: int) -> list[Tensor]:
     """:func:`blur_separable` chunk by chunk."""
+    kv, kh = _trim(kv), _trim(kh)
     if flip:
         kv, kh = kv.flip(-1), kh.flip(-1)
     (top, bottom), (left, right) = _anchor(kv.shape[-1], flip), _anchor(kh.shape[-1], flip)
