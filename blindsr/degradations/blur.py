@@ -126,11 +126,12 @@ def _trim(weight: Tensor) -> Tensor:
     largest. Elsewhere unchanged (this reads the kernels on the host)."""
     if weight.device.type != 'cpu':
         return weight
-    for dim in range(1, weight.dim()):
-        used = weight.ne(0).movedim(dim, 0).flatten(1).any(1).nonzero()[:, 0].tolist()
-        if used:
-            cut = min(used[0], weight.shape[dim] - 1 - used[-1])
-            weight = weight.narrow(dim, cut, weight.shape[dim] - 2 * cut)
+    used = weight.ne(0).any(0)  # (kh, kw) or (k,)
+    for dim, axis in enumerate([used.any(1), used.any(0)] if used.dim() == 2 else [used], 1):
+        flags = axis.tolist()
+        if True in flags:
+            cut = min(flags.index(True), flags[::-1].index(True))
+            weight = weight.narrow(dim, cut, len(flags) - 2 * cut)
     return weight
 
 
@@ -183,22 +184,23 @@ def _fft_conv(xp: Tensor, weight: Tensor) -> Tensor:
 
 
 def blur(x: Tensor, kernels: Tensor, padding: str = 'reflect', flip: bool = False,
-         method: str = 'auto', stride: int = 1, separable: Tensor | bool | None = None) -> Tensor:
+         method: str = 'auto', stride: int = 1, separable: Tensor | list[bool] | bool = False) -> Tensor:
     """Filter (B, C, H, W) ``x`` with per-sample ``kernels`` (B, kh, kw), or one (kh, kw) / (1, kh, kw).
 
     ``padding`` in :data:`PADDINGS`; ``flip=True`` for SciPy/KAIR convolution; ``method`` 'auto',
     'conv' or 'fft'; ``stride`` keeps every ``stride``-th output pixel (from the first). With odd kernels ``blur(x, k, 'reflect', method='conv')`` equals BasicSR's
     ``filter2D(x, k)`` bit for bit; the float32 FFT differs by ~1e-6 (2e-6 at 51 x 51).
-    ``separable`` (a bool or a per-sample (B,) bool tensor) marks kernels that are outer products (e.g.
-    isotropic Gaussians): those samples go through :func:`blur_separable` with the kernel's marginals
+    ``separable`` (a bool, or per sample a (B,) bool tensor or list) marks kernels that are outer
+    products (e.g. isotropic Gaussians): those samples go through :func:`blur_separable` with the kernel's marginals
     (row and column sums, its factors when it sums to 1), whatever ``method`` says.
     """
     if method not in ('auto', 'conv', 'fft'):
         raise ValueError(f"method must be 'auto', 'conv' or 'fft', got {method!r}")
     weight = _per_sample(kernels, x, 2)
-    flags = [False] * x.shape[0]
-    if separable is not None:
+    if isinstance(separable, Tensor | list | tuple):
         flags = torch.as_tensor(separable, dtype=torch.bool).expand(x.shape[0]).tolist()
+    else:
+        flags = [bool(separable)] * x.shape[0]
     if any(flags):
         k = kernels.to(x.device)
         v, h = _per_sample(k.sum(-1), x, 1), _per_sample(k.sum(-2), x, 1)  # before the cast to x's dtype

@@ -115,7 +115,7 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
         kernels = gaussian_kernels(max(sizes), _stack(steps, 'var_x', dev), _stack(steps, 'var_y', dev),
                                    _stack(steps, 'theta', dev), 'variance',
                                    support=torch.tensor(sizes, device=dev), dtype=torch.float64)
-        isotropic = torch.tensor([s.values['var_x'] == s.values['var_y'] for s in steps], device=dev)  # separable
+        isotropic = [s.values['var_x'] == s.values['var_y'] for s in steps]  # separable
         return blur(x, kernels, 'reflect', flip=True, separable=isotropic)
     if op == 'shifted_down':  # an isotropic Gaussian shifted along both axes: separable
         sf = steps[0].key[0]
