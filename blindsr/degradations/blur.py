@@ -24,7 +24,8 @@ group them): oneDNN's depthwise conv computes 16 planes per block (3 cost as muc
 are cut into overlapping horizontal strips stacked as channels (3-5x faster for one sample), and the
 FFT wins from 17 x 17 (measured at 1 and 3 samples, 33-512 px). On CPU both run in chunks of samples:
 the conv at least 12 channel planes, otherwise ~0.5 M padded elements; the FFT and the 1-D passes
-~0.25 M (one 256 px RGB sample: 25-30 % faster than four at once, as it stays in the L2 cache). CUDA
+~0.25 M per thread (one 256 px RGB sample per thread: on 1 thread 25-45 % faster than four at once, as
+it stays in the L2 cache; on 2 threads two samples are 20 % faster than one). CUDA
 gets one call (not measured: no GPU on the development box). One shared kernel takes the grouped path
 too: BasicSR's shared-kernel path (a batch of B*C single-channel images) is 5-8x slower on CPU.
 ``stride`` keeps every ``stride``-th output (``out[..., ::stride, ::stride]``), computed directly (a
@@ -53,7 +54,7 @@ PADDINGS = ('reflect', 'mirror', 'symmetric', 'replicate', 'circular', 'zeros')
 _TORCH_MODES = {'reflect': 'reflect', 'replicate': 'replicate', 'circular': 'circular', 'zeros': 'constant'}
 _CHUNK = 2 ** 19  # padded elements per CPU conv chunk (2 MB float32) ...
 _PLANES = 12  # ... but at least this many channel planes per conv call
-_CACHED = 2 ** 18  # padded elements per CPU FFT / 1-D pass chunk (1 MB: a 256 px RGB sample, kept in L2)
+_CACHED = 2 ** 18  # padded elements per thread per CPU FFT / 1-D pass chunk (1 MB: a 256 px RGB sample)
 _LANES = 16  # channel planes per block of oneDNN's depthwise conv on AVX-512 (float32)
 _BLOCK = 16  # outputs per banded block of the CPU 1-D passes (fastest of 4..24 on the development CPU)
 
@@ -106,7 +107,8 @@ def _chunks(x: Tensor, padded_hw: int, conv: bool) -> list[slice]:
     b, c = x.shape[:2]
     if x.device.type != 'cpu':
         return [slice(0, b)]
-    step = max(math.ceil(_PLANES / c), _CHUNK // (c * padded_hw)) if conv else max(1, _CACHED // (c * padded_hw))
+    cached = _CACHED * torch.get_num_threads()
+    step = max(math.ceil(_PLANES / c), _CHUNK // (c * padded_hw)) if conv else max(1, cached // (c * padded_hw))
     return [slice(i, i + step) for i in range(0, b, step)]
 
 
