@@ -272,6 +272,9 @@ def test_rank1_kernels_through_1d_passes_equal_the_2d_blur():
     for k, separable, stride in ((iso, True, 1), (shifted, True, 4), (mixed, mask, 1), (mixed, mask, 3)):
         ref = reference_blur(x, k, 'reflect', True)[..., ::stride, ::stride]
         torch.testing.assert_close(blur(x, k, flip=True, stride=stride, separable=separable), ref, atol=1e-12, rtol=0)
+    large = torch.rand(3, 1, 128, 130, generator=g, dtype=torch.float64)  # mixed batches split from 128 x 128 px
+    torch.testing.assert_close(blur(large, mixed[:3], flip=True, separable=mask[:3]),
+                               reference_blur(large, mixed[:3], 'reflect', True), atol=1e-12, rtol=0)
     photo = photos(96)[:, :, :90]  # float32, as the pipelines run
     torch.testing.assert_close(blur(photo, iso[:4], flip=True, separable=True), blur(photo, iso[:4], flip=True, method='conv'),
                                atol=1e-6, rtol=0)
