@@ -346,6 +346,9 @@ def test_cuda_parity():
     torch.testing.assert_close(K.sinc_kernels(13, p['sigma_x'].cuda(), 21).cpu(), K.sinc_kernels(13, p['sigma_x'], 21))
     for method in ('conv', 'fft'):
         torch.testing.assert_close(blur(x.cuda(), kc, 'reflect', method=method).cpu(), blur(x, k), atol=2e-6, rtol=0)
+    iso = K.gaussian_kernels(21, p['sigma_x'], p['sigma_x'])  # rank 1: two depthwise 1-D convs on CUDA
+    torch.testing.assert_close(blur(x.cuda(), iso.cuda(), flip=True, stride=2, separable=True).cpu(),
+                               blur(x, iso, flip=True, stride=2, separable=True), atol=2e-6, rtol=0)
     torch.testing.assert_close(usm_sharp(x.cuda()).cpu(), usm_sharp(x), atol=1e-4, rtol=0)
     g = torch.Generator('cuda').manual_seed(0)
     assert K.sample_mixed_params(8, generator=g)['kind'].device.type == 'cuda'
