@@ -16,7 +16,7 @@ import blindsr  # noqa: F401  (compat shim before basicsr)
 from basicsr.data import degradations as bsr
 from basicsr.utils.img_process_util import USMSharp, filter2D
 from blindsr.degradations import kernels as K
-from blindsr.degradations.blur import PADDINGS, blur, blur_separable
+from blindsr.degradations.blur import PADDINGS, _strips, _trim, blur, blur_separable
 from blindsr.degradations.sharpen import gaussian_taps, usm_sharp
 
 TINY = torch.finfo(torch.float32).tiny
@@ -252,6 +252,66 @@ def test_blur_chunks_and_separable():
                                        blur(xd, v[:, :, None] * h[:, None], padding, flip), atol=1e-12, rtol=0)
 
 
+def test_rank1_kernels_through_1d_passes_equal_the_2d_blur():
+    """blur_separable (banded block products on CPU) computes only the kept outputs of a strided blur, and
+    blur(separable=...) sends BSRGAN's rank-1 kernels (isotropic of each sample's size on a shared grid,
+    downsample2's shifted Gaussian) through it: the 2-D blur within rounding, mixed batches included."""
+    g = gen(16)
+    x = torch.rand(5, 3, 45, 38, generator=g, dtype=torch.float64)
+    v, h = torch.rand(2, 5, 13, generator=g, dtype=torch.float64)
+    for padding in PADDINGS:
+        for stride in (2, 3, 4):
+            ref = reference_blur(x, v[:, :, None] * h[:, None], padding, True)[..., ::stride, ::stride]
+            torch.testing.assert_close(blur_separable(x, v, h, padding, True, stride), ref, atol=1e-12, rtol=0)
+    sigma = torch.rand(5, generator=g, dtype=torch.float64) * 3 + 0.1
+    iso = K.gaussian_kernels(25, sigma ** 2, sigma ** 2, 0.0, 'variance', support=torch.tensor([7, 25, 13, 9, 25]),
+                             dtype=torch.float64)
+    shifted = K.shift_kernels(K.gaussian_kernels(25, sigma, sigma, dtype=torch.float64), 1.5)
+    mask = torch.tensor([True, False, True, False, True])
+    mixed = torch.where(mask[:, None, None], iso, K.gaussian_kernels(25, sigma, 2.0, 0.7, 'variance', dtype=torch.float64))
+    for k, separable, stride in ((iso, True, 1), (shifted, True, 4), (mixed, mask, 1), (mixed, mask, 3)):
+        ref = reference_blur(x, k, 'reflect', True)[..., ::stride, ::stride]
+        torch.testing.assert_close(blur(x, k, flip=True, stride=stride, separable=separable), ref, atol=1e-12, rtol=0)
+    large = torch.rand(3, 1, 128, 130, generator=g, dtype=torch.float64)  # mixed batches split from 128 x 128 px
+    torch.testing.assert_close(blur(large, mixed[:3], flip=True, separable=mask[:3]),
+                               reference_blur(large, mixed[:3], 'reflect', True), atol=1e-12, rtol=0)
+    photo = photos(96)[:, :, :90]  # float32, as the pipelines run
+    torch.testing.assert_close(blur(photo, iso[:4], flip=True, separable=True), blur(photo, iso[:4], flip=True, method='conv'),
+                               atol=1e-6, rtol=0)
+
+
+def test_conv_of_few_planes_stacks_strips():
+    """oneDNN's depthwise conv computes 16 planes per block: one sample's 3 planes are cut into strips
+    stacked as channels (many planes are not), with the same result."""
+    assert _strips(3, 64, 25) > 1 and _strips(48, 64, 25) == 1
+    x = torch.rand(1, 3, 61, 40, generator=gen(17), dtype=torch.float64)
+    for size in (3, 8, 25):
+        k = torch.rand(1, size, size, generator=gen(size), dtype=torch.float64)
+        for padding in ('reflect', 'zeros'):
+            ref = reference_blur(x, k, padding, True)
+            torch.testing.assert_close(blur(x, k, padding, True, 'conv'), ref, atol=1e-12, rtol=0)
+
+
+def test_zero_outer_taps_are_trimmed_with_the_same_result():
+    """Kernels zero-padded onto a larger grid (BSRGAN builds each group's on its largest size) filter with
+    their own size: the same values, anchors kept for odd and even sizes, separable or not."""
+    g = gen(18)
+    x = torch.rand(2, 3, 40, 33, generator=g, dtype=torch.float64)
+    for h, w in ((7, 5), (6, 4)):
+        small = torch.rand(2, h, w, generator=g, dtype=torch.float64)
+        small[1, 0] = 0  # a zero outer row in one sample only: kept
+        big = F.pad(small, (4, 4, 3, 3))
+        assert _trim(big).shape == small.shape
+        for flip in (False, True):
+            ref = reference_blur(x, small, 'reflect', flip)
+            torch.testing.assert_close(blur(x, big, flip=flip, method='conv'), ref, atol=1e-12, rtol=0)
+            torch.testing.assert_close(blur(x, big, flip=flip, method='fft'), ref, atol=1e-12, rtol=0)
+        v, t = small[:, :, 0], small[:, 1]  # v: one zero end in sample 1
+        ref = reference_blur(x, v[:, :, None] * t[:, None], 'reflect', True)
+        torch.testing.assert_close(blur_separable(x, F.pad(v, (3, 3)), F.pad(t, (4, 4)), flip=True), ref,
+                                   atol=1e-12, rtol=0)
+
+
 # ----------------------------------------------------------------------------- sharpening
 
 
@@ -286,6 +346,9 @@ def test_cuda_parity():
     torch.testing.assert_close(K.sinc_kernels(13, p['sigma_x'].cuda(), 21).cpu(), K.sinc_kernels(13, p['sigma_x'], 21))
     for method in ('conv', 'fft'):
         torch.testing.assert_close(blur(x.cuda(), kc, 'reflect', method=method).cpu(), blur(x, k), atol=2e-6, rtol=0)
+    iso = K.gaussian_kernels(21, p['sigma_x'], p['sigma_x'])  # rank 1: two depthwise 1-D convs on CUDA
+    torch.testing.assert_close(blur(x.cuda(), iso.cuda(), flip=True, stride=2, separable=True).cpu(),
+                               blur(x, iso, flip=True, stride=2, separable=True), atol=2e-6, rtol=0)
     torch.testing.assert_close(usm_sharp(x.cuda()).cpu(), usm_sharp(x), atol=1e-4, rtol=0)
     g = torch.Generator('cuda').manual_seed(0)
     assert K.sample_mixed_params(8, generator=g)['kind'].device.type == 'cuda'

@@ -114,13 +114,14 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
         sizes = [s.values['size'] for s in steps]
         kernels = gaussian_kernels(max(sizes), _stack(steps, 'var_x', dev), _stack(steps, 'var_y', dev),
                                    _stack(steps, 'theta', dev), 'variance',
-                                   support=torch.tensor(sizes, device=dev), dtype=x.dtype)
-        return blur(x, kernels, 'reflect', flip=True)
-    if op == 'shifted_down':
+                                   support=torch.tensor(sizes, device=dev), dtype=torch.float64)
+        isotropic = [s.values['var_x'] == s.values['var_y'] for s in steps]  # separable
+        return blur(x, kernels, 'reflect', flip=True, separable=isotropic)
+    if op == 'shifted_down':  # an isotropic Gaussian shifted along both axes: separable
         sf = steps[0].key[0]
         sigma = _stack(steps, 'sigma', dev)
         kernels = shift_kernels(gaussian_kernels(_SHIFTED_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
-        return blur(x, kernels.to(x.dtype), 'reflect', flip=True, stride=sf).clamp_(0, 1)  # [0::sf] samples
+        return blur(x, kernels, 'reflect', flip=True, stride=sf, separable=True).clamp_(0, 1)  # [0::sf] samples
     if op == 'resize':
         size, clip = steps[0].key
         out = resize(x, size, [CV2_MODES[s.values['mode']] for s in steps])
