@@ -48,7 +48,7 @@ from blindsr.degradations.blur import blur
 from blindsr.degradations.jpeg import jpeg, jpeg_opencv
 from blindsr.degradations.kernels import gaussian_kernels, shift_kernels
 from blindsr.degradations.noise import (add_bsrgan_gaussian_noise, add_bsrgan_poisson_noise, add_speckle_noise,
-                                        sample_bsrgan_gaussian_noise, sample_bsrgan_poisson_noise)
+                                        bsrgan_noise_mix, draw_bsrgan_gaussian_noise, sample_bsrgan_poisson_noise)
 from blindsr.degradations.pipeline import Draw, Pipeline, Streams
 from blindsr.degradations.resize import imresize
 from blindsr.degradations.resize_modes import resize
@@ -92,8 +92,21 @@ def _resize_step(d: Draw, name: str, size: tuple[int, int], clip: bool = True) -
 
 
 def _noise_step(d: Draw, name: str, speckle: bool = False) -> Step:
-    draw = sample_bsrgan_gaussian_noise(1, generator=d.g)
+    """The draws only: :func:`_mix_noise` makes the ``mix`` of every noise step of a batch at once."""
+    draw = draw_bsrgan_gaussian_noise(1, generator=d.g)
     return Step('speckle' if speckle else 'noise', name, (), {k: v[0] for k, v in draw.items()})
+
+
+def _mix_noise(plans: list[list[Step]]) -> None:
+    """Replace the ``eig`` and ``basis`` draws of the plans' noise steps by their ``mix``, in one batched call
+    (the same values as one call per step)."""
+    steps = [s for plan in plans for s in plan if 'basis' in s.values]
+    if steps:
+        draws = {k: torch.stack([s.values.pop(k) for s in steps]) for k in ('eig', 'basis')}
+        mixes = bsrgan_noise_mix(torch.stack([s.values['level'] for s in steps]),
+                                 torch.stack([s.values['branch'] for s in steps]), **draws)
+        for s, mix in zip(steps, mixes):
+            s.values['mix'] = mix
 
 
 def _jpeg_step(d: Draw, name: str) -> Step:
@@ -214,6 +227,7 @@ class _KAIRPipeline(Pipeline):
         streams = Streams(seeds, hr.device)
         draws = [Draw(g) for g in streams.params]
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
+        _mix_noise(plans)
         gt = self.target(hr)
         lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
         params = {'order': torch.tensor(orders, device=hr.device), **_record(list(plans), self.schema, hr.device)}
