@@ -38,7 +38,7 @@ No ISP model is available, as in KAIR's training.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import torch
@@ -153,23 +153,51 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
     raise ValueError(f'unknown BSRGAN op {op!r}')
 
 
+def _out_size(step: Step, size: tuple[int, int]) -> tuple[int, int]:
+    """The image size after ``step`` (what the scheduler plans with; the groups use the real sizes)."""
+    if step.op == 'resize':
+        return step.key[0]
+    if step.op == 'matlab_half':
+        return -(-size[0] // 2), -(-size[1] // 2)
+    if step.op == 'shifted_down':
+        return -(-size[0] // step.key[0]), -(-size[1] // step.key[0])
+    return size
+
+
 def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Generator],
               jpeg_flavour: str = 'opencv') -> list[Tensor]:
-    """Execute per-sample plans on ``hr`` (B, 3, H, W): one op per sample per round, samples with the
-    same op, key and current size batched together. Returns the per-sample results (1, 3, h, w)."""
+    """Execute per-sample plans on ``hr`` (B, 3, H, W). Returns the per-sample results (1, 3, h, w).
+
+    Each sample runs its own steps in its own order; samples whose next step has the same op, key and
+    image size run together as one batch. Which such group runs next is chosen to make the groups large:
+    first one that holds every step of that kind still to come (no sample would join it later), the
+    largest first, else the largest. A sample's result does not depend on that choice (up to the float
+    rounding of batched kernels, as any grouping): its noise comes from its own generator."""
     images = list(hr.split(1))
+    labels = []  # per sample: (op, key, input size) of each step
+    for plan in plans:
+        size, own = tuple(hr.shape[-2:]), []
+        for step in plan:
+            own.append((step.op, step.key, size))
+            size = _out_size(step, size)
+        labels.append(own)
+    remaining = Counter(label for own in labels for label in own)
     cursor = [0] * len(plans)
     while True:
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, plan in enumerate(plans):
-            if cursor[i] < len(plan):
-                step = plan[cursor[i]]
-                groups[(step.op, step.key, tuple(images[i].shape))].append(i)
-        if not groups:
+        ready: dict[tuple, list[int]] = defaultdict(list)
+        for i, own in enumerate(labels):
+            if cursor[i] < len(own):
+                ready[own[cursor[i]]].append(i)
+        if not ready:
             return images
-        for (op, _, _), members in groups.items():
+        label = max(ready, key=lambda k: (remaining[k] == len(ready[k]), len(ready[k])))
+        remaining[label] -= len(ready[label])
+        by_size: dict[tuple, list[int]] = defaultdict(list)  # one group unless a planned size was wrong
+        for i in ready[label]:
+            by_size[tuple(images[i].shape)].append(i)
+        for members in by_size.values():
             x = torch.cat([images[i] for i in members]) if len(members) > 1 else images[members[0]]
-            out = _apply(op, x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
+            out = _apply(label[0], x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
                          jpeg_flavour)
             for i, y in zip(members, out.split(1)):
                 images[i] = y
