@@ -262,12 +262,13 @@ class _KAIRPipeline(Pipeline):
         if patch and self.training:
             tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
             lefts = [d.randint(0, lr.shape[-1] - patch) for d in draws]
-            lr = torch.stack([lr[i, :, t:t + patch, l:l + patch] for i, (t, l) in enumerate(zip(tops, lefts))])
-            gt = torch.stack([gt[i, :, t * sf:(t + patch) * sf, l * sf:(l + patch) * sf]
-                              for i, (t, l) in enumerate(zip(tops, lefts))])
+            if lr.shape[-2:] != (patch, patch):  # else the patch is the whole image (KAIR's H_size crops): no copy
+                lr = torch.stack([lr[i, :, t:t + patch, l:l + patch] for i, (t, l) in enumerate(zip(tops, lefts))])
+                gt = torch.stack([gt[i, :, t * sf:(t + patch) * sf, l * sf:(l + patch) * sf]
+                                  for i, (t, l) in enumerate(zip(tops, lefts))])
             params['crop_top'] = torch.tensor(tops, device=hr.device)
             params['crop_left'] = torch.tensor(lefts, device=hr.device)
-        if gt is not hr:
+        if gt is not hr or (patch and self.training):  # a cropping pipeline always returns its target
             params['gt'] = gt
         return lr, params
 
