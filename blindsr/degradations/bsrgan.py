@@ -183,25 +183,28 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
         labels.append(own)
     remaining = Counter(label for own in labels for label in own)
     cursor = [0] * len(plans)
-    while True:
-        ready: dict[tuple, list[int]] = defaultdict(list)
-        for i, own in enumerate(labels):
-            if cursor[i] < len(own):
-                ready[own[cursor[i]]].append(i)
-        if not ready:
-            return images
+    ready: dict[tuple, list[int]] = defaultdict(list)  # next step's label -> samples
+    for i, own in enumerate(labels):
+        if own:
+            ready[own[0]].append(i)
+    while ready:
         label = max(ready, key=lambda k: (remaining[k] == len(ready[k]), len(ready[k])))
-        remaining[label] -= len(ready[label])
+        members = sorted(ready.pop(label))
+        remaining[label] -= len(members)
         by_size: dict[tuple, list[int]] = defaultdict(list)  # one group unless a planned size was wrong
-        for i in ready[label]:
+        for i in members:
             by_size[tuple(images[i].shape)].append(i)
-        for members in by_size.values():
-            x = torch.cat([images[i] for i in members]) if len(members) > 1 else images[members[0]]
-            out = _apply(label[0], x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
+        for group in by_size.values():
+            x = torch.cat([images[i] for i in group]) if len(group) > 1 else images[group[0]]
+            out = _apply(label[0], x, [plans[i][cursor[i]] for i in group], [noise_gens[i] for i in group],
                          jpeg_flavour)
-            for i, y in zip(members, out.split(1)):
+            for i, y in zip(group, out.split(1)):
                 images[i] = y
-                cursor[i] += 1
+        for i in members:
+            cursor[i] += 1
+            if cursor[i] < len(labels[i]):
+                ready[labels[i][cursor[i]]].append(i)
+    return images
 
 
 BLUR = ('var_x', 'var_y', 'theta', 'size', 'isotropic')
