@@ -175,6 +175,7 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
     largest first, else the largest. A sample's result does not depend on that choice (up to the float
     rounding of batched kernels, as any grouping): its noise comes from its own generator."""
     images = list(hr.split(1))
+    rows = [(hr, i) for i in range(len(plans))]  # each image is row k of the batch tensor b: (b, k)
     labels = []  # per sample: (op, key, input size) of each step
     for plan in plans:
         size, own = tuple(hr.shape[-2:]), []
@@ -196,11 +197,15 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
         for i in members:
             by_size[tuple(images[i].shape)].append(i)
         for group in by_size.values():
-            x = torch.cat([images[i] for i in group]) if len(group) > 1 else images[group[0]]
+            base, first = rows[group[0]]
+            if all(rows[i][0] is base and rows[i][1] == first + k for k, i in enumerate(group)):  # consecutive rows: no copy
+                x = base[first:first + len(group)]
+            else:
+                x = torch.cat([images[i] for i in group])
             out = _apply(label[0], x, [plans[i][cursor[i]] for i in group], [noise_gens[i] for i in group],
                          jpeg_flavour)
-            for i, y in zip(group, out.split(1)):
-                images[i] = y
+            for k, (i, y) in enumerate(zip(group, out.split(1))):
+                images[i], rows[i] = y, (out, k)
         for i in members:
             cursor[i] += 1
             if cursor[i] < len(labels[i]):
