@@ -197,8 +197,8 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
         for i in members:
             by_size[tuple(images[i].shape)].append(i)
         for group in by_size.values():
-            base, first = rows[group[0]]
-            if all(rows[i][0] is base and rows[i][1] == first + k for k, i in enumerate(group)):  # consecutive rows: no copy
+            base, first = rows[group[0]]  # consecutive rows of one tensor: passed as a view, no copy
+            if all(rows[i][0] is base and rows[i][1] == first + k for k, i in enumerate(group)):
                 x = base[first:first + len(group)]
             else:
                 x = torch.cat([images[i] for i in group])
