@@ -230,6 +230,16 @@ def test_cuda_parity():
     assert torch.allclose(n.std((2, 3)), (mix @ mix.mT).diagonal(dim1=1, dim2=2).sqrt(), rtol=0.05)
 
 
+def test_bsrgan_noise_mix_of_a_batch_equals_one_call_per_draw():
+    """BSRGAN plans draw one sample's noise at a time and make all mixes in one call: same values."""
+    draws = [noise.draw_bsrgan_gaussian_noise(1, generator=torch.Generator().manual_seed(s)) for s in range(64)]
+    singles = torch.cat([noise.bsrgan_noise_mix(**d) for d in draws])
+    batched = noise.bsrgan_noise_mix(**{k: torch.cat([d[k] for d in draws]) for k in draws[0]})
+    assert torch.equal(batched, singles)
+    again = noise.sample_bsrgan_gaussian_noise(1, generator=torch.Generator().manual_seed(63))
+    assert torch.equal(again['mix'], singles[-1:]) and torch.equal(again['level'], draws[-1]['level'])
+
+
 # ----------------------------------------------------------------------------- JPEG
 
 

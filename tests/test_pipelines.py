@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import pytest
 import skimage.data
@@ -190,3 +191,21 @@ def test_bad_options_and_inputs_are_reported():
         BSRGANDegradation(4).degrade(torch.rand(1, 3, 50, 50), [0])
     with pytest.raises(ValueError, match='expects a float RGB batch'):
         ClassicDegradation(4)(torch.rand(1, 1, 48, 48))
+
+
+def test_bsrgan_runs_fewer_larger_groups_than_lockstep(monkeypatch):
+    """run_plans keeps each sample's own op order (its results: test_batched_equals_per_sample) but picks
+    which group runs next, so it needs fewer calls than advancing every sample one step per round."""
+    from blindsr.degradations import bsrgan
+    apply, calls, steps = bsrgan._apply, [], defaultdict(list)
+
+    def counted(op, x, plan_steps, gens, flavour):
+        calls.append(op)
+        for step, g in zip(plan_steps, gens):  # a sample's noise generator identifies it
+            steps[id(g)].append((op, step.key, tuple(x.shape[-2:])))
+        return apply(op, x, plan_steps, gens, flavour)
+
+    monkeypatch.setattr(bsrgan, '_apply', counted)
+    BSRGANDegradation(4).degrade(photos(12, 64), list(range(100, 112)))
+    lockstep = sum(len({own[i] for own in steps.values() if i < len(own)}) for i in range(max(map(len, steps.values()))))
+    assert len(calls) < 0.95 * lockstep and sum(map(len, steps.values())) > 1.5 * len(calls)

@@ -21,9 +21,10 @@ drawn per sample, run batched in torch on the device:
   and 9-12 shuffled among themselves; a final cv2 resize to HR / scale and a final JPEG.
 
 How blindsr runs it: each sample's plan (op order and every parameter) is drawn from its own seed
-(:class:`~blindsr.degradations.pipeline.Streams`); then the plans advance one op per round, and the
-samples whose next op and current size agree are processed together as one batch (kernels built
-batched, blur as a grouped convolution or FFT, resizes as batched matrix products). The cv2 resizes are
+(:class:`~blindsr.degradations.pipeline.Streams`); then each sample runs its own ops in its own order,
+and samples whose next op and current size agree are processed together as one batch (kernels built
+batched, blur as a grouped convolution or FFT, resizes as batched matrix products); :func:`run_plans`
+picks which such group runs next so that the groups are large. The cv2 resizes are
 reproduced exactly (:mod:`~blindsr.degradations.resize_modes`). JPEG is OpenCV's own codec by default,
 as KAIR calls it (``jpeg: opencv``; one image at a time on the CPU, so on a GPU each JPEG op is a
 round trip to the host), or the batched on-device ``'libjpeg'`` flavour of
@@ -38,7 +39,7 @@ No ISP model is available, as in KAIR's training.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import torch
@@ -48,7 +49,7 @@ from blindsr.degradations.blur import blur
 from blindsr.degradations.jpeg import jpeg, jpeg_opencv
 from blindsr.degradations.kernels import gaussian_kernels, shift_kernels
 from blindsr.degradations.noise import (add_bsrgan_gaussian_noise, add_bsrgan_poisson_noise, add_speckle_noise,
-                                        sample_bsrgan_gaussian_noise, sample_bsrgan_poisson_noise)
+                                        bsrgan_noise_mix, draw_bsrgan_gaussian_noise, sample_bsrgan_poisson_noise)
 from blindsr.degradations.pipeline import Draw, Pipeline, Streams
 from blindsr.degradations.resize import imresize
 from blindsr.degradations.resize_modes import resize
@@ -92,8 +93,21 @@ def _resize_step(d: Draw, name: str, size: tuple[int, int], clip: bool = True) -
 
 
 def _noise_step(d: Draw, name: str, speckle: bool = False) -> Step:
-    draw = sample_bsrgan_gaussian_noise(1, generator=d.g)
+    """The draws only: :func:`_mix_noise` makes the ``mix`` of every noise step of a batch at once."""
+    draw = draw_bsrgan_gaussian_noise(1, generator=d.g)
     return Step('speckle' if speckle else 'noise', name, (), {k: v[0] for k, v in draw.items()})
+
+
+def _mix_noise(plans: list[list[Step]]) -> None:
+    """Replace the ``eig`` and ``basis`` draws of the plans' noise steps by their ``mix``, in one batched call
+    (the same values as one call per step)."""
+    steps = [s for plan in plans for s in plan if 'basis' in s.values]
+    if steps:
+        draws = {k: torch.stack([s.values.pop(k) for s in steps]) for k in ('eig', 'basis')}
+        mixes = bsrgan_noise_mix(torch.stack([s.values['level'] for s in steps]),
+                                 torch.stack([s.values['branch'] for s in steps]), **draws)
+        for s, mix in zip(steps, mixes):
+            s.values['mix'] = mix
 
 
 def _jpeg_step(d: Draw, name: str) -> Step:
@@ -141,27 +155,63 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
     raise ValueError(f'unknown BSRGAN op {op!r}')
 
 
+def _out_size(step: Step, size: tuple[int, int]) -> tuple[int, int]:
+    """The image size after ``step`` (what the scheduler plans with; the groups use the real sizes)."""
+    if step.op == 'resize':
+        return step.key[0]
+    if step.op == 'matlab_half':
+        return -(-size[0] // 2), -(-size[1] // 2)
+    if step.op == 'shifted_down':
+        return -(-size[0] // step.key[0]), -(-size[1] // step.key[0])
+    return size
+
+
 def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Generator],
               jpeg_flavour: str = 'opencv') -> list[Tensor]:
-    """Execute per-sample plans on ``hr`` (B, 3, H, W): one op per sample per round, samples with the
-    same op, key and current size batched together. Returns the per-sample results (1, 3, h, w)."""
+    """Execute per-sample plans on ``hr`` (B, 3, H, W). Returns the per-sample results (1, 3, h, w).
+
+    Each sample runs its own steps in its own order; samples whose next step has the same op, key and
+    image size run together as one batch. Which such group runs next is chosen to make the groups large:
+    first one that holds every step of that kind still to come (no sample would join it later), the
+    largest first, else the largest. A sample's result does not depend on that choice (up to the float
+    rounding of batched kernels, as any grouping): its noise comes from its own generator."""
     images = list(hr.split(1))
+    rows = [(hr, i) for i in range(len(plans))]  # each image is row k of the batch tensor b: (b, k)
+    labels = []  # per sample: (op, key, input size) of each step
+    for plan in plans:
+        size, own = tuple(hr.shape[-2:]), []
+        for step in plan:
+            own.append((step.op, step.key, size))
+            size = _out_size(step, size)
+        labels.append(own)
+    remaining = Counter(label for own in labels for label in own)
     cursor = [0] * len(plans)
-    while True:
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, plan in enumerate(plans):
-            if cursor[i] < len(plan):
-                step = plan[cursor[i]]
-                groups[(step.op, step.key, tuple(images[i].shape))].append(i)
-        if not groups:
-            return images
-        for (op, _, _), members in groups.items():
-            x = torch.cat([images[i] for i in members]) if len(members) > 1 else images[members[0]]
-            out = _apply(op, x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
+    ready: dict[tuple, list[int]] = defaultdict(list)  # next step's label -> samples
+    for i, own in enumerate(labels):
+        if own:
+            ready[own[0]].append(i)
+    while ready:
+        label = max(ready, key=lambda k: (remaining[k] == len(ready[k]), len(ready[k])))
+        members = sorted(ready.pop(label))
+        remaining[label] -= len(members)
+        by_size: dict[tuple, list[int]] = defaultdict(list)  # one group unless a planned size was wrong
+        for i in members:
+            by_size[tuple(images[i].shape)].append(i)
+        for group in by_size.values():
+            base, first = rows[group[0]]  # consecutive rows of one tensor: passed as a view, no copy
+            if all(rows[i][0] is base and rows[i][1] == first + k for k, i in enumerate(group)):
+                x = base[first:first + len(group)]
+            else:
+                x = torch.cat([images[i] for i in group])
+            out = _apply(label[0], x, [plans[i][cursor[i]] for i in group], [noise_gens[i] for i in group],
                          jpeg_flavour)
-            for i, y in zip(members, out.split(1)):
-                images[i] = y
-                cursor[i] += 1
+            for k, (i, y) in enumerate(zip(group, out.split(1))):
+                images[i], rows[i] = y, (out, k)
+        for i in members:
+            cursor[i] += 1
+            if cursor[i] < len(labels[i]):
+                ready[labels[i][cursor[i]]].append(i)
+    return images
 
 
 BLUR = ('var_x', 'var_y', 'theta', 'size', 'isotropic')
@@ -215,18 +265,20 @@ class _KAIRPipeline(Pipeline):
         streams = Streams(seeds, hr.device)
         draws = [Draw(g) for g in streams.params]
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
+        _mix_noise(plans)
         gt = self.target(hr)
         lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
         params = {'order': torch.tensor(orders, device=hr.device), **_record(list(plans), self.schema, hr.device)}
         if patch and self.training:
             tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
             lefts = [d.randint(0, lr.shape[-1] - patch) for d in draws]
-            lr = torch.stack([lr[i, :, t:t + patch, l:l + patch] for i, (t, l) in enumerate(zip(tops, lefts))])
-            gt = torch.stack([gt[i, :, t * sf:(t + patch) * sf, l * sf:(l + patch) * sf]
-                              for i, (t, l) in enumerate(zip(tops, lefts))])
+            if lr.shape[-2:] != (patch, patch):  # else the patch is the whole image (KAIR's H_size crops): no copy
+                lr = torch.stack([lr[i, :, t:t + patch, l:l + patch] for i, (t, l) in enumerate(zip(tops, lefts))])
+                gt = torch.stack([gt[i, :, t * sf:(t + patch) * sf, l * sf:(l + patch) * sf]
+                                  for i, (t, l) in enumerate(zip(tops, lefts))])
             params['crop_top'] = torch.tensor(tops, device=hr.device)
             params['crop_left'] = torch.tensor(lefts, device=hr.device)
-        if gt is not hr:
+        if gt is not hr or (patch and self.training):  # a cropping pipeline always returns its target
             params['gt'] = gt
         return lr, params
 

@@ -176,18 +176,16 @@ def jpeg_opencv(x: Tensor, quality: Tensor | float) -> Tensor:
     batched form; the batch goes to the CPU and back to ``x``'s device. ``quality`` is a scalar or a
     length-B tensor (rounded to integers, as the ``'libjpeg'`` flavour of :func:`jpeg` does).
     """
-    b = x.shape[0]
+    b, _, h, w = x.shape
     qualities = torch.as_tensor(quality).reshape(-1).expand(b).tolist()
-    levels = x.detach().clamp(0, 1).mul_(255).round_().to('cpu', torch.uint8)
-    images = levels.flip(1).permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, 3) BGR, in one pass
-    out = np.empty_like(images)
-    for i, (bgr, q) in enumerate(zip(images, qualities)):
-        ok, code = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, round(q)])
+    levels = x.detach().clamp(0, 1).mul_(255).round_().to('cpu', torch.uint8).numpy()
+    out = np.empty((b, 3, h, w), np.uint8)
+    for i, q in enumerate(qualities):
+        ok, code = cv2.imencode('.jpg', cv2.merge(levels[i, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, round(q)])  # BGR
         if not ok:
             raise RuntimeError(f'cv2.imencode failed on image {i}')
-        out[i] = cv2.imdecode(code, cv2.IMREAD_COLOR)
-    rgb = torch.from_numpy(out).permute(0, 3, 1, 2).flip(1)
-    return rgb.to(x.device, x.dtype, memory_format=torch.contiguous_format).div_(255)
+        out[i, ::-1] = cv2.imdecode(code, cv2.IMREAD_COLOR).transpose(2, 0, 1)
+    return torch.from_numpy(out).to(x.device, x.dtype).div_(255)
 
 
 def sample_jpeg_quality(batch: int, quality_range: tuple[float, float] = (30, 95), integer: bool = False,

@@ -45,7 +45,8 @@ from torch import Tensor
 
 __all__ = [
     'sample_gaussian_noise', 'add_gaussian_noise', 'sample_poisson_noise', 'add_poisson_noise',
-    'sample_bsrgan_gaussian_noise', 'add_bsrgan_gaussian_noise', 'add_speckle_noise',
+    'sample_bsrgan_gaussian_noise', 'draw_bsrgan_gaussian_noise', 'bsrgan_noise_mix',
+    'add_bsrgan_gaussian_noise', 'add_speckle_noise',
     'sample_bsrgan_poisson_noise', 'add_bsrgan_poisson_noise', 'COLOUR', 'GRAY', 'CORRELATED', 'randn', 'poisson',
 ]
 
@@ -177,23 +178,40 @@ def sample_bsrgan_gaussian_noise(batch: int, level_range: tuple[int, int] = (2, 
     or :data:`CORRELATED`) and ``mix`` (B, 3, 3): the noise of a pixel is ``mix @ z``, z ~ N(0, I_3),
     so its covariance is ``mix @ mix.T`` (see the module docstring).
     """
+    draw = draw_bsrgan_gaussian_noise(batch, level_range, generator, device)
+    return {'level': draw['level'], 'branch': draw['branch'], 'mix': bsrgan_noise_mix(**draw, high=level_range[1])}
+
+
+def draw_bsrgan_gaussian_noise(batch: int, level_range: tuple[int, int] = (2, 25),
+                               generator: torch.Generator | None = None,
+                               device: torch.device | str | None = None) -> dict[str, Tensor]:
+    """The random draws of :func:`sample_bsrgan_gaussian_noise` alone, in its order: ``level``,
+    ``branch``, ``eig`` (B, 3) and ``basis`` (B, 3, 3), which :func:`bsrgan_noise_mix` turns into
+    ``mix``. A pipeline that draws one sample at a time makes the mixes of a whole batch in one call
+    (3x3 SVDs and eigendecompositions cost far more per call than per matrix)."""
     device = _device(generator, device)
     low, high = level_range
     level = torch.randint(low, high + 1, (batch,), generator=generator, device=device)
     r = torch.rand(batch, generator=generator, device=device)
     branch = torch.where(r > 0.6, COLOUR, torch.where(r < 0.4, GRAY, CORRELATED))
-    d = torch.rand(batch, 3, generator=generator, device=device, dtype=torch.float64)
-    u = torch.linalg.svd(torch.rand(batch, 3, 3, generator=generator, device=device,
-                                    dtype=torch.float64)).U
-    cov = ((high / 255.0) ** 2 * u.mT @ torch.diag_embed(d) @ u).abs()
+    eig = torch.rand(batch, 3, generator=generator, device=device, dtype=torch.float64)
+    basis = torch.rand(batch, 3, 3, generator=generator, device=device, dtype=torch.float64)
+    return {'level': level, 'branch': branch, 'eig': eig, 'basis': basis}
+
+
+def bsrgan_noise_mix(level: Tensor, branch: Tensor, eig: Tensor, basis: Tensor, high: int = 25) -> Tensor:
+    """(B, 3, 3) float32 ``mix`` of :func:`sample_bsrgan_gaussian_noise` from its draws (``high``: the
+    upper end of the level range, KAIR's ``noise_level2``)."""
+    u = torch.linalg.svd(basis).U
+    cov = ((high / 255.0) ** 2 * u.mT @ torch.diag_embed(eig) @ u).abs()
     lam, q = torch.linalg.eigh(cov)
     correlated = q * lam.abs().sqrt().unsqueeze(-2)
     sigma = (level.double() / 255.0).reshape(-1, 1, 1)
-    colour = sigma * torch.eye(3, dtype=torch.float64, device=device)
-    gray = sigma * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64, device=device)
+    colour = sigma * torch.eye(3, dtype=torch.float64, device=basis.device)
+    gray = sigma * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64, device=basis.device)
     pick = branch.reshape(-1, 1, 1)
     mix = torch.where(pick == COLOUR, colour, torch.where(pick == GRAY, gray, correlated))
-    return {'level': level, 'branch': branch, 'mix': mix.float()}
+    return mix.float()
 
 
 def _mixed_normal(x: Tensor, mix: Tensor, generator: Generators) -> Tensor:
