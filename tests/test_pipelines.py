@@ -209,3 +209,25 @@ def test_bsrgan_runs_fewer_larger_groups_than_lockstep(monkeypatch):
     BSRGANDegradation(4).degrade(photos(12, 64), list(range(100, 112)))
     lockstep = sum(len({own[i] for own in steps.values() if i < len(own)}) for i in range(max(map(len, steps.values()))))
     assert len(calls) < 0.95 * lockstep and sum(map(len, steps.values())) > 1.5 * len(calls)
+
+
+def test_bsrgan_blur_kernels_cut_from_the_batch_grid_equal_the_group_grid():
+    """run_plans builds every blur kernel once on the batch's largest grid (_blur_kernels); _apply cuts a
+    group's kernels to the group's largest size: the taps of building them on that grid directly."""
+    from blindsr.degradations import bsrgan
+    from blindsr.degradations.kernels import gaussian_kernels
+    g = torch.Generator().manual_seed(3)
+    sizes = [7, 25, 13, 11, 19]
+    plans = [[bsrgan.Step('blur', 'blur0', (), {'var_x': 8 * torch.rand(1, generator=g).item(), 'size': s,
+                                                'var_y': 8 * torch.rand(1, generator=g).item(), 'theta': 3.0 * i})]
+             for i, s in enumerate(sizes)]
+    bsrgan._blur_kernels(plans)
+    x = torch.rand(3, 3, 40, 40, generator=g)
+    group = [p[0] for p in plans[2:]]  # largest size 19 of a 25 grid
+    direct = gaussian_kernels(19, *(torch.tensor([s.values[k] for s in group], dtype=torch.float64)
+                                    for k in ('var_x', 'var_y', 'theta')), 'variance',
+                              support=torch.tensor(sizes[2:]), dtype=torch.float64)
+    cut = torch.stack([s.values['kernel'] for s in group])[:, 3:22, 3:22]
+    assert torch.equal(cut != 0, direct != 0) and (cut - direct).abs().max() < 1e-15
+    from blindsr.degradations.blur import blur
+    assert torch.allclose(bsrgan._apply('blur', x, group, [], 'opencv'), blur(x, direct, flip=True), atol=1e-6)
