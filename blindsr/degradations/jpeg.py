@@ -184,7 +184,7 @@ def jpeg_opencv(x: Tensor, quality: Tensor | float) -> Tensor:
         ok, code = cv2.imencode('.jpg', cv2.merge(levels[i, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, round(q)])  # BGR
         if not ok:
             raise RuntimeError(f'cv2.imencode failed on image {i}')
-        out[i, ::-1] = cv2.imdecode(code, cv2.IMREAD_COLOR).transpose(2, 0, 1)
+        cv2.split(cv2.imdecode(code, cv2.IMREAD_COLOR), [out[i, 2], out[i, 1], out[i, 0]])  # BGR planes into out
     return torch.from_numpy(out).to(x.device, x.dtype).div_(255)
 
 
