@@ -271,3 +271,14 @@ def test_bicubic_pipeline_rejects_bad_input():
         pipeline(torch.rand(3, 64, 64))
     with pytest.raises(ValueError, match='integer scale'):
         BicubicDegradation(scale=2.5)
+
+
+def test_transposed_copy_equals_torch_transpose():
+    """The columns' transposed copies (OpenCV's cv2.transpose per plane on CPU): x.mT, contiguous, for
+    4-D and 3-D stacks, power-of-two and odd sizes, float32 and float64, and non-contiguous inputs."""
+    g = torch.Generator().manual_seed(0)
+    for shape, dtype in [((2, 3, 64, 128), torch.float32), ((3, 37, 300), torch.float64), ((1, 3, 512, 256), torch.float32)]:
+        x = torch.rand(shape, generator=g, dtype=dtype)
+        for src in (x, x.mT, x[..., 1:-1, ::2]):
+            out = resize._transposed(src)
+            assert out.is_contiguous() and torch.equal(out, src.mT)

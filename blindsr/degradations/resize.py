@@ -27,6 +27,7 @@ import functools
 import math
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -151,12 +152,17 @@ def banded_product(mat: Band, x: Tensor, dim: int) -> Tensor:
 
 
 def _transposed(x: Tensor) -> Tensor:
-    """``x.mT`` made contiguous. Rows of a multiple of 64 elements are first copied to rows one longer:
-    the transposing copy reads down columns, and at a power-of-two stride those reads fall into the
-    same few CPU cache sets (256-px rows: ~2.5x slower than from a 257-element stride)."""
-    if x.device.type == 'cpu' and x.shape[-1] % 64 == 0 and x.shape[-2] > 64:
-        x = torch.empty(*x.shape[:-1], x.shape[-1] + 1, dtype=x.dtype)[..., :-1].copy_(x)
-    return x.mT.contiguous()
+    """``x.mT`` made contiguous. On CPU (float32/float64, no autograd) OpenCV's blocked ``cv2.transpose``
+    per plane, into the planes of one new array: 1.2-3x faster than torch's transposing copy (3 x 256 x 300:
+    0.045 vs 0.066 ms, 3 x 300 x 512: 0.054 vs 0.18 ms on the development CPU), whose reads down columns at a
+    power-of-two stride also fall into the same few cache sets."""
+    if x.device.type != 'cpu' or x.dtype not in (torch.float32, torch.float64) or x.requires_grad:
+        return x.mT.contiguous()
+    src = x.contiguous().reshape(-1, *x.shape[-2:]).numpy()
+    out = np.empty((src.shape[0], src.shape[2], src.shape[1]), src.dtype)
+    for plane, dst in zip(src, out):
+        cv2.transpose(plane, dst)
+    return torch.from_numpy(out).view(*x.shape[:-2], x.shape[-1], x.shape[-2])
 
 
 @functools.lru_cache(maxsize=BAND_CACHE_SIZE)
