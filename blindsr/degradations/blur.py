@@ -44,6 +44,8 @@ from __future__ import annotations
 import itertools
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -58,6 +60,9 @@ _CACHED = 2 ** 18  # padded elements per thread per CPU FFT / 1-D pass chunk (1 
 _LANES = 16  # channel planes per block of oneDNN's depthwise conv on AVX-512 (float32)
 _SPLIT = 128 * 128  # pixels from which a batch mixing separable and full kernels is split into runs
 _BLOCK = 16  # outputs per banded block of the CPU 1-D passes (fastest of 4..24 on the development CPU)
+_OPENCV_TAPS = 11 * 11  # CPU float32 kernels with fewer taps go through cv2.filter2D (its direct path)
+_OPENCV_BORDERS = {'reflect': cv2.BORDER_REFLECT_101, 'mirror': cv2.BORDER_REFLECT_101, 'symmetric': cv2.BORDER_REFLECT,
+                   'replicate': cv2.BORDER_REPLICATE, 'zeros': cv2.BORDER_CONSTANT}
 
 
 def _indices(n: int, before: int, after: int, mode: str, device: torch.device) -> Tensor:
@@ -230,6 +235,8 @@ def _full_parts(x: Tensor, weight: Tensor, padding: str, flip: bool, method: str
         weight = weight.flip(-2, -1)
     kh, kw = weight.shape[-2:]
     (top, bottom), (left, right) = _anchor(kh, flip), _anchor(kw, flip)
+    if method == 'auto' and kh * kw < _OPENCV_TAPS and _opencv_applies(x, kh, kw, padding, stride):
+        return [_opencv_filter(x, [(k,) for k in weight.contiguous().numpy()], top, left, padding)]
     use_fft = method == 'fft' or (method == 'auto' and stride == 1
                                   and _use_fft(kh * kw, x.shape[-2] * x.shape[-1], x.shape[0] * x.shape[1]))
 
@@ -238,6 +245,30 @@ def _full_parts(x: Tensor, weight: Tensor, padding: str, flip: bool, method: str
 
     hw = (x.shape[-2] + kh - 1) * (x.shape[-1] + kw - 1)
     return [op(pad2d(x[s], top, bottom, left, right, padding), weight[s]) for s in _chunks(x, hw, not use_fft)]
+
+
+def _opencv_applies(x: Tensor, kh: int, kw: int, padding: str, stride: int) -> bool:
+    """Whether OpenCV's filters can filter ``x``: float32 on the CPU without autograd, every output kept, a
+    border OpenCV has, the image larger than the kernel."""
+    return (stride == 1 and padding in _OPENCV_BORDERS and x.device.type == 'cpu' and x.dtype == torch.float32
+            and not x.requires_grad and x.shape[-2] > kh and x.shape[-1] > kw)
+
+
+def _opencv_filter(x: Tensor, kernels: list[tuple], top: int, left: int, padding: str) -> Tensor:
+    """Correlation of each plane of the float32 CPU ``x`` (B, C, H, W) with its sample's kernel, anchored at tap
+    (``top``, ``left``), plane by plane into one new array: ``kernels[b]`` is ``(k,)``, a 2-D kernel for
+    ``cv2.filter2D`` (its direct SIMD path: under 11 x 11 taps; larger ones it sends through its DFT), or
+    ``(k_h, k_v)``, the horizontal and vertical taps of a separable one for ``cv2.sepFilter2D``."""
+    src = x.contiguous().numpy()
+    out = np.empty_like(src)
+    border = _OPENCV_BORDERS[padding]
+    for planes, dsts, k in zip(src, out, kernels):
+        for plane, dst in zip(planes, dsts):
+            if len(k) == 1:
+                cv2.filter2D(plane, -1, k[0], dst, (left, top), 0, border)
+            else:
+                cv2.sepFilter2D(plane, -1, k[0], k[1], dst, (left, top), 0, border)
+    return torch.from_numpy(out)
 
 
 def _band(taps: Tensor, stride: int) -> Tensor:
@@ -289,6 +320,8 @@ def _separable_parts(x: Tensor, kv: Tensor, kh: Tensor, padding: str, flip: bool
     if flip:
         kv, kh = kv.flip(-1), kh.flip(-1)
     (top, bottom), (left, right) = _anchor(kv.shape[-1], flip), _anchor(kh.shape[-1], flip)
+    if _opencv_applies(x, kv.shape[-1], kh.shape[-1], padding, stride):
+        return [_opencv_filter(x, list(zip(kh.contiguous().numpy(), kv.contiguous().numpy())), top, left, padding)]
     h, w = -(-x.shape[-2] // stride), -(-x.shape[-1] // stride)
 
     def op(xp: Tensor, v: Tensor, k: Tensor) -> Tensor:
