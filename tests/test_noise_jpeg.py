@@ -187,6 +187,35 @@ def test_bsrgan_poisson_sampler_and_variance():
     assert abs(n.var().item() * 1000 / quantize(x).mean().item() - 1) < 0.05  # var = q / vals
 
 
+def test_bsrgan_gray_noise_draws_one_field_as_kair():
+    """KAIR's gray Gaussian / speckle noise draws one (H, W, 1) field and gray Poisson noise draws over the
+    gray image only: a gray sample takes H * W draws from its generator (the next draw shows it), colour
+    and correlated samples 3 * H * W."""
+    x = batch(16, 16)[:2]
+    mix = noise.sample_bsrgan_gaussian_noise(64, generator=torch.Generator().manual_seed(1))
+    gray_mix = mix['mix'][mix['branch'] == noise.GRAY][:1]
+    colour_mix = mix['mix'][mix['branch'] == noise.COLOUR][:1]
+    for add in (noise.add_bsrgan_gaussian_noise, noise.add_speckle_noise):
+        gens = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+        out = add(x, torch.cat([gray_mix, colour_mix]), gens)
+        ref = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+        z = [torch.randn(1, 16, 16, generator=ref[0]), torch.randn(3, 16, 16, generator=ref[1])]
+        scale = torch.stack([gray_mix[0, :, 0], colour_mix[0].diagonal()]).reshape(2, 3, 1, 1)
+        field = torch.stack([z[0].expand(3, 16, 16), z[1]]) * scale
+        expected = x + x.clamp(0, 1) * field if add is noise.add_speckle_noise else x + field
+        assert torch.allclose(out, expected.clamp(0, 1), atol=1e-6)
+        assert all(torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=r)) for g, r in zip(gens, ref))
+    gens = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+    out = noise.add_bsrgan_poisson_noise(x, torch.tensor([300.0, 300.0]), torch.tensor([True, False]), gens)
+    ref = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+    q = quantize(x)
+    gray_q = quantize((0.299 * q[0, 0] + 0.587 * q[0, 1] + 0.114 * q[0, 2])[None])
+    expected = [q[0] + torch.poisson(gray_q * 300, generator=ref[0]) / 300 - gray_q,
+                torch.poisson(q[1] * 300, generator=ref[1]) / 300]
+    assert torch.allclose(out, torch.stack(expected).clamp(0, 1), atol=1e-6)
+    assert all(torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=r)) for g, r in zip(gens, ref))
+
+
 # ----------------------------------------------------------------------------- seeding, devices
 
 

@@ -163,11 +163,11 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
     if op == 'matlab_half':
         return imresize(x, 0.5).clamp_(0, 1)
     if op in ('noise', 'speckle'):
-        mix = torch.stack([s.values['mix'] for s in steps]).to(dev)
+        mix = torch.stack([s.values['mix'] for s in steps])  # on the host: noise.py reads it there
         add = add_speckle_noise if op == 'speckle' else add_bsrgan_gaussian_noise
         return add(x, mix, noise_gens)
     if op == 'poisson':
-        gray = torch.tensor([bool(s.values['gray']) for s in steps], device=dev)
+        gray = [bool(s.values['gray']) for s in steps]
         return add_bsrgan_poisson_noise(x, _stack(steps, 'vals', dev, x.dtype), gray, noise_gens)
     if op == 'jpeg':
         quality = _stack(steps, 'quality', dev, torch.float32)

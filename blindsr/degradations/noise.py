@@ -3,9 +3,11 @@
 Each model is a sampler (``sample_*``: per-sample parameters as tensors of length B, drawn with an
 optional ``torch.Generator`` on the target device) and an application (``add_*``: the parameters as
 1-D tensors of length B or scalars, plus the generator for the noise itself), so that pipelines can
-record what they drew. No per-sample Python loops; nothing waits for the device except
+record what they drew. No per-sample Python loops except where each sample draws from its own
+generator or draws a shape of its own (BSRGAN's gray noise); nothing waits for the device except
 :func:`sample_bsrgan_gaussian_noise`, whose batched 3x3 SVD and eigendecomposition check their results
-on the host (one synchronisation per call on CUDA).
+on the host, and the BSRGAN ``add_*`` functions given ``mix`` / ``gray`` on the device, which read them
+on the host (one synchronisation per call on CUDA; the pipelines pass them on the CPU).
 
 Real-ESRGAN (BasicSR ``basicsr/data/degradations.py``, ``*_pt`` functions):
 
@@ -29,11 +31,12 @@ BSRGAN / BSRGAN+ (KAIR ``utils/utils_blindsr.py``):
   ``scipy.linalg.orth`` gives them). All three branches are one per-pixel product ``mix @ z`` with
   z ~ N(0, I_3): ``mix`` is ``sigma I`` (colour), ``sigma`` in column 0 (gray) or ``Q diag(sqrt|lambda|)``
   from the eigendecomposition of the covariance (what numpy's SVD-based ``multivariate_normal`` samples;
-  the covariance was positive semi-definite in 20,000 of 20,000 draws). Speckle is multiplicative:
-  ``x + x * noise`` after clipping ``x``.
+  the covariance was positive semi-definite in 20,000 of 20,000 draws). A gray sample draws only z's
+  first field, (1, H, W), as KAIR does. Speckle is multiplicative: ``x + x * noise`` after clipping ``x``.
 - ``add_Poisson_noise`` (BSRGAN+): the image is rounded to 8-bit levels, ``vals = 10 ** (2 U + 2)``;
   with probability 0.5 ``poisson(q * vals) / vals`` (colour), else gray noise on
-  ``round8(0.299 R + 0.587 G + 0.114 B)`` added to all channels of the rounded image; clipped.
+  ``round8(0.299 R + 0.587 G + 0.114 B)`` (drawn over the gray image only, as KAIR does) added to all
+  channels of the rounded image; clipped.
 """
 
 from __future__ import annotations
@@ -214,10 +217,24 @@ def bsrgan_noise_mix(level: Tensor, branch: Tensor, eig: Tensor, basis: Tensor, 
     return mix.float()
 
 
+def _generators(generator: Generators, batch: int) -> Sequence[torch.Generator | None]:
+    return generator if isinstance(generator, Sequence) else [generator] * batch
+
+
 def _mixed_normal(x: Tensor, mix: Tensor, generator: Generators) -> Tensor:
-    z = randn(x.shape, generator, x.device, x.dtype)
+    """``mix @ z`` per pixel, z ~ N(0, I_3). A sample whose ``mix`` has zero columns 1 and 2 (gray) draws
+    only z's first field, (1, H, W), as KAIR does; the others draw (3, H, W). Reads ``mix`` on the host
+    (pass it on the CPU to avoid a synchronisation on CUDA)."""
     b, c, h, w = x.shape
-    return (mix.to(x.dtype) @ z.reshape(b, c, h * w)).reshape(b, c, h, w)
+    one_field = (mix[:, :, 1:] == 0).flatten(1).all(1).tolist()
+    z = torch.empty(b, c, h * w, device=x.device, dtype=x.dtype)
+    for row, g, gray in zip(z, _generators(generator, b), one_field, strict=True):
+        if gray:
+            row[0].normal_(generator=g)
+            row[1:].zero_()
+        else:
+            row.normal_(generator=g)
+    return (mix.to(x.device, x.dtype) @ z).reshape(b, c, h, w)
 
 
 def add_bsrgan_gaussian_noise(x: Tensor, mix: Tensor, generator: Generators = None) -> Tensor:
@@ -242,11 +259,18 @@ def sample_bsrgan_poisson_noise(batch: int, generator: torch.Generator | None = 
 
 def add_bsrgan_poisson_noise(x: Tensor, vals: Scalar, gray: Scalar = False,
                              generator: Generators = None) -> Tensor:
-    """KAIR's ``add_Poisson_noise`` for a 3-channel batch, per-sample ``vals`` and ``gray``."""
-    gray = _per_sample(gray, x, torch.bool).expand(x.shape[0], 1, 1, 1)
-    vals = _per_sample(vals, x)
+    """KAIR's ``add_Poisson_noise`` for a 3-channel batch, per-sample ``vals`` and ``gray``: a gray sample
+    draws Poisson only over its gray image (H * W draws), as KAIR does. Reads ``gray`` on the host (pass it
+    on the CPU to avoid a synchronisation on CUDA)."""
+    b = x.shape[0]
+    gray = torch.as_tensor(gray).reshape(-1).expand(b).tolist()
+    vals = _per_sample(vals, x).expand(b, 1, 1, 1)
     q = _round8(x)
-    gray_q = _round8(_gray(q, _KAIR_GRAY))
-    draw = poisson(torch.where(gray, gray_q, q) * vals, generator) / vals
-    return torch.where(gray, q + (draw[:, :1] - gray_q), draw).clamp(0, 1)
-
+    out = torch.empty_like(q)
+    for i, g in enumerate(_generators(generator, b)):
+        if gray[i]:
+            gray_q = _round8(_gray(q[i:i + 1], _KAIR_GRAY))[0]
+            torch.add(q[i], torch.poisson(gray_q * vals[i], generator=g) / vals[i] - gray_q, out=out[i])
+        else:
+            torch.div(torch.poisson(q[i] * vals[i], generator=g), vals[i], out=out[i])
+    return out.clamp_(0, 1)
