@@ -307,6 +307,19 @@ def test_jpeg_opencv_is_kairs_codec():
         assert torch.equal(ours[i], torch.from_numpy(ref).permute(2, 0, 1))
 
 
+def test_jpeg_opencv_rounds_to_levels_as_kair():
+    """The 8-bit levels (OpenCV's scale-round-saturate on CPU float32) are KAIR's clip * 255 rounded, at the
+    half levels and their float32 neighbours too (and out-of-range values), seen through a quality-100 JPEG."""
+    half = (torch.arange(256.0) + 0.5) / 255
+    x = torch.stack([half, torch.nextafter(half, torch.tensor(2.0)), torch.nextafter(half, torch.tensor(-2.0))])
+    x = x.reshape(1, 3, 16, 16)
+    x[0, :, 0, :2] = torch.tensor([-0.2, 1.3])
+    img = np.uint8((x[0].permute(1, 2, 0).numpy().clip(0, 1) * 255.0).round())
+    _, code = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [int(cv2.IMWRITE_JPEG_QUALITY), 100])
+    ref = cv2.cvtColor(cv2.imdecode(code, 1), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    assert torch.equal(jpeg_opencv(x, 100)[0], torch.from_numpy(ref).permute(2, 0, 1))
+
+
 @pytest.mark.parametrize('flavour', ['diffjpeg', 'libjpeg'])
 def test_jpeg_quality_is_per_sample(flavour):
     x = photo('astronaut', 64, 64, 100, 200).expand(4, 3, 64, 64)

@@ -178,7 +178,13 @@ def jpeg_opencv(x: Tensor, quality: Tensor | float) -> Tensor:
     """
     b, _, h, w = x.shape
     qualities = torch.as_tensor(quality).reshape(-1).expand(b).tolist()
-    levels = x.detach().clamp(0, 1).mul_(255).round_().to('cpu', torch.uint8).numpy()
+    if x.device.type == 'cpu' and x.dtype == torch.float32:  # OpenCV scales by 255, rounds half to even and
+        clipped = x.detach().clamp(0, 1).numpy()  # converts in one pass: the same levels, 3x faster than the torch passes
+        levels = np.empty(clipped.shape, np.uint8)
+        for plane, dst in zip(clipped.reshape(-1, h, w), levels.reshape(-1, h, w)):
+            cv2.convertScaleAbs(plane, dst, 255)
+    else:
+        levels = x.detach().clamp(0, 1).mul_(255).round_().to('cpu', torch.uint8).numpy()
     out = np.empty((b, 3, h, w), np.uint8)
     for i, q in enumerate(qualities):
         ok, code = cv2.imencode('.jpg', cv2.merge(levels[i, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, round(q)])  # BGR
