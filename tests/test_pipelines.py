@@ -221,7 +221,7 @@ def test_bsrgan_blur_kernels_cut_from_the_batch_grid_equal_the_group_grid():
     plans = [[bsrgan.Step('blur', 'blur0', (), {'var_x': 8 * torch.rand(1, generator=g).item(), 'size': s,
                                                 'var_y': 8 * torch.rand(1, generator=g).item(), 'theta': 3.0 * i})]
              for i, s in enumerate(sizes)]
-    bsrgan._blur_kernels(plans)
+    bsrgan._blur_kernels(plans, torch.device('cpu'))
     x = torch.rand(3, 3, 40, 40, generator=g)
     group = [p[0] for p in plans[2:]]  # largest size 19 of a 25 grid
     direct = gaussian_kernels(19, *(torch.tensor([s.values[k] for s in group], dtype=torch.float64)

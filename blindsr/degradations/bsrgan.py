@@ -110,23 +110,23 @@ def _mix_noise(plans: list[list[Step]]) -> None:
             s.values['mix'] = mix
 
 
-def _blur_kernels(plans: list[list[Step]]) -> None:
-    """Give every blur and shifted_down step of the plans its ``kernel`` (float64, CPU), built once per batch
-    instead of per call (~0.1 ms each). Blur kernels come from one batched call on the largest size's grid,
+def _blur_kernels(plans: list[list[Step]], device: torch.device) -> None:
+    """Give every blur and shifted_down step of the plans its ``kernel`` (float64, on ``device``), built once per
+    batch instead of per call (~0.1 ms each). Blur kernels come from one batched call on the largest size's grid,
     each zero outside its own size and normalised inside it: the same taps as building each group's kernels
     on its own largest grid (up to the float64 rounding of the sum); shifted_down's per scale factor."""
     steps = [s for plan in plans for s in plan if s.op == 'blur']
     if steps:
         sizes = [s.values['size'] for s in steps]
-        kernels = gaussian_kernels(max(sizes), _stack(steps, 'var_x', 'cpu'), _stack(steps, 'var_y', 'cpu'),
-                                   _stack(steps, 'theta', 'cpu'), 'variance', support=torch.tensor(sizes),
-                                   dtype=torch.float64)
+        kernels = gaussian_kernels(max(sizes), _stack(steps, 'var_x', device), _stack(steps, 'var_y', device),
+                                   _stack(steps, 'theta', device), 'variance',
+                                   support=torch.tensor(sizes, device=device), dtype=torch.float64)
         for s, kernel in zip(steps, kernels):
             s.values['kernel'] = kernel
     shifted = [s for plan in plans for s in plan if s.op == 'shifted_down']
     for sf in {s.key[0] for s in shifted}:
         steps = [s for s in shifted if s.key[0] == sf]
-        sigma = _stack(steps, 'sigma', 'cpu')
+        sigma = _stack(steps, 'sigma', device)
         kernels = shift_kernels(gaussian_kernels(_SHIFTED_SIZE, sigma, sigma, dtype=torch.float64), (sf - 1) / 2)
         for s, kernel in zip(steps, kernels):
             s.values['kernel'] = kernel
@@ -149,12 +149,12 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
     if op == 'blur':  # kernels of each sample's own odd size (built by _blur_kernels), on the group's largest grid
         kernels = torch.stack([s.values['kernel'] for s in steps])
         cut = (kernels.shape[-1] - max(s.values['size'] for s in steps)) // 2
-        kernels = kernels[:, cut:kernels.shape[-1] - cut, cut:kernels.shape[-1] - cut].to(dev)
+        kernels = kernels[:, cut:kernels.shape[-1] - cut, cut:kernels.shape[-1] - cut]
         isotropic = [s.values['var_x'] == s.values['var_y'] for s in steps]  # separable
         return blur(x, kernels, 'reflect', flip=True, separable=isotropic)
     if op == 'shifted_down':  # an isotropic Gaussian shifted along both axes: separable
         sf = steps[0].key[0]
-        kernels = torch.stack([s.values['kernel'] for s in steps]).to(dev)  # built by _blur_kernels
+        kernels = torch.stack([s.values['kernel'] for s in steps])  # built by _blur_kernels
         return blur(x, kernels, 'reflect', flip=True, stride=sf, separable=True).clamp_(0, 1)  # [0::sf] samples
     if op == 'resize':
         size, clip = steps[0].key
@@ -195,7 +195,7 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
     first one that holds every step of that kind still to come (no sample would join it later), the
     largest first, else the largest. A sample's result does not depend on that choice (up to the float
     rounding of batched kernels, as any grouping): its noise comes from its own generator."""
-    _blur_kernels(plans)
+    _blur_kernels(plans, hr.device)
     images = list(hr.split(1))
     rows = [(hr, i) for i in range(len(plans))]  # each image is row k of the batch tensor b: (b, k)
     labels = []  # per sample: (op, key, input size) of each step
