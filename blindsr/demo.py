@@ -66,9 +66,10 @@ def prepare_testset(val: Path, testsets: Path) -> Path:
 def parameter_count(recipe: Path) -> int:
     from blindsr.options import load_options
     from blindsr.registry import ARCH_REGISTRY, build
+    from blindsr.test import main_network
 
-    return sum(p.numel() for p in build(ARCH_REGISTRY, load_options(recipe, [], is_train=False)['network_g'])
-               .parameters())
+    opt = load_options(recipe, [], is_train=False)
+    return sum(p.numel() for p in build(ARCH_REGISTRY, opt[f'network_{main_network(opt)}']).parameters())
 
 
 def demo_table(results: dict[str, dict], sizes: dict[str, int], seconds: dict[str, float]) -> str:

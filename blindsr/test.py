@@ -52,9 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def main_network(opt: dict) -> str:
+    """``x`` of the network a test of ``opt`` loads and scores (``network_x``, ``path.pretrain_network_x``):
+    the model class's ``main_network``, 'g' for most models, DARSR's 'sr'."""
+    return lookup(MODEL_REGISTRY, opt['model_type']).main_network
+
+
 def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:
     """Evaluate every dataset; return ``{dataset name: result}`` (see :func:`blindsr.evaluation.evaluate`)."""
-    weights = f"pretrain_network_{lookup(MODEL_REGISTRY, opt['model_type']).main_network}"
+    weights = f'pretrain_network_{main_network(opt)}'
     if not opt['path'].get(weights):
         raise OptionsError(f'path.{weights} is required for testing (a checkpoint or weights file).')
     if not opt.get('datasets'):

@@ -207,3 +207,15 @@ def test_a_recipes_own_table2_summary_does_not_stop_its_jobs(tmp_path):
                                  tmp_path / 'cache')
     assert bench.computed == 1
     assert 'bicubic' in {row['setting'] for row in bench.rows if row['method'] == 'tiny_bsrnet'}
+
+
+def test_a_darsr_recipe_is_a_method_with_its_sr_network(tmp_path, monkeypatch):
+    """DARSR's model scores network_sr (BaseModel.main_network), not network_g: the benchmark names its weights
+    path.pretrain_network_sr and counts that network's parameters."""
+    monkeypatch.setenv('BLINDSR_WEIGHTS', str(tmp_path))
+    weights = tmp_path / 'srfbn.pth'
+    weights.write_bytes(b'')
+    method = runner.parse_method(f'darsr={REPO}/options/test/darsr/darsr_srfbn_s_x4.yml@{weights}')
+    assert (method.name, method.network, method.scale) == ('darsr', 'sr', 4)
+    opt = method.options([])
+    assert opt['path']['pretrain_network_sr'] == str(weights) and 'pretrain_network_g' not in opt['path']

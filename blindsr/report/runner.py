@@ -34,7 +34,7 @@ from blindsr.logging_utils import LOGGER_NAME
 from blindsr.options import load_options
 from blindsr.registry import ARCH_REGISTRY, build
 from blindsr.report.tables import slug
-from blindsr.test import run_tests
+from blindsr.test import main_network, run_tests
 from blindsr.zoo import sha256_of
 
 # options that do not change a method's output (or are replaced for each job)
@@ -48,14 +48,16 @@ SETTING_PARAMS = ('sigma_x', 'sigma_y', 'noise')  # what _setting_params reads f
 
 @dataclass(frozen=True)
 class Method:
-    """A test recipe with its label and weights."""
+    """A test recipe with its label and weights (of its ``network_<network>``: 'g', DARSR's 'sr')."""
     name: str
     recipe: Path
     weights: Path
     scale: int
+    network: str = 'g'
 
     def options(self, overrides: list[str]) -> dict:
-        return load_options(self.recipe, [f'path.pretrain_network_g={self.weights}', *overrides], is_train=False)
+        return load_options(self.recipe, [f'path.pretrain_network_{self.network}={self.weights}', *overrides],
+                            is_train=False)
 
 
 def parse_method(spec: str) -> Method:
@@ -65,12 +67,14 @@ def parse_method(spec: str) -> Method:
         label, rest = '', spec
     recipe, _, weights = rest.partition('@')
     opt = load_options(recipe, is_train=False)
-    weights = weights or opt['path'].get('pretrain_network_g')
+    network = main_network(opt)
+    weights = weights or opt['path'].get(f'pretrain_network_{network}')
     if not weights:
-        raise ValueError(f'method {spec!r}: {recipe} names no path.pretrain_network_g; give one as {recipe}@WEIGHTS')
+        raise ValueError(f'method {spec!r}: {recipe} names no path.pretrain_network_{network}; give one as '
+                         f'{recipe}@WEIGHTS')
     if not Path(weights).is_file():
         raise FileNotFoundError(f'method {spec!r}: weights file {weights} not found')
-    return Method(label or opt['name'], Path(recipe), Path(weights), int(opt['scale']))
+    return Method(label or opt['name'], Path(recipe), Path(weights), int(opt['scale']), network)
 
 
 def parse_lr_set(spec: str) -> tuple[str, Path]:
@@ -172,7 +176,7 @@ def _compute(job: Job, metrics: dict, entry: Path, device_opt: str, bicubic: boo
         results = run_tests(opt, dist_info, device)
     except ImagesFailed as err:  # the other images count; the row says how many failed
         results = err.results
-    params = sum(p.numel() for p in build(ARCH_REGISTRY, opt['network_g']).parameters())
+    params = sum(p.numel() for p in build(ARCH_REGISTRY, opt[f'network_{job.method.network}']).parameters())
     settings = {}
     for dataset, result in results.items():
         setting = dataset[len(job.testset) + 1:] if job.paired else LR_ONLY
