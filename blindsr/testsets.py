@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from tqdm import tqdm
 import blindsr
 from blindsr.data.image_io import list_images, read_image, to_tensor, write_image
 from blindsr.degradations.protocols import PROTOCOL_VERSION, get_protocol
+from blindsr.seeding import name_seed
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
@@ -55,7 +55,7 @@ def make_testset(hr_dir: str | Path, protocol: str, scale: int, out: str | Path,
         img = read_image(path)
         h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
         hr = to_tensor(img[:h, :w])[None].double()
-        generator = torch.Generator().manual_seed(seed + zlib.crc32(path.stem.encode()))
+        generator = torch.Generator().manual_seed(name_seed(seed, path.stem))
         written = {Path('HR') / f'{path.stem}.png': hr} if layout == 'blindsr' else {}
         record['images'][path.stem] = {}
         for setting, lr, params in make(hr, scale, generator):

@@ -9,13 +9,12 @@ only the generator, so none of them builds or probes a pipeline itself.
 
 from __future__ import annotations
 
-import zlib
-
 import torch
 from torch import Tensor
 
 from blindsr.degradations.pipeline import Pipeline
 from blindsr.registry import DEGRADATION_REGISTRY, build
+from blindsr.seeding import name_seed
 
 __all__ = ['Degrader']
 
@@ -49,7 +48,7 @@ class Degrader:
         """Degrade one whole evaluation image reproducibly: seeded by its name, without training crops
         or the training-pair pool."""
         generator = torch.Generator(device=gt.device)
-        generator.manual_seed(zlib.crc32(name.encode()) + self.seed)
+        generator.manual_seed(name_seed(self.seed, name))
         training = isinstance(self.pipeline, Pipeline) and self.pipeline.training
         if training:
             self.pipeline.training = False

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -53,6 +52,7 @@ from blindsr.losses.kernelgan import KernelRegularization, LambdaSchedule, crop_
 from blindsr.models.base_model import BaseModel
 from blindsr.registry import MODEL_REGISTRY
 from blindsr.schema import Section, Value
+from blindsr.seeding import name_seed
 from blindsr.tiling import _embed_view
 
 __all__ = ['Adaptation', 'DARSRAdapter', 'DARSRModel', 'kernel_image']
@@ -85,7 +85,7 @@ DSEM_LR_STEP, DARM_LR_STEP = 100, 1000  # StepLR periods (gamma 0.5), stepped ev
 
 
 def image_seed(base: int, name: str) -> int:
-    return (base + zlib.crc32(name.encode())) % 2 ** 31
+    return name_seed(base, name) % 2 ** 31
 
 
 @contextmanager
