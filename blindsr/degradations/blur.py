@@ -102,9 +102,10 @@ def pad2d(x: Tensor, top: int, bottom: int, left: int, right: int, mode: str = '
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
-def _use_fft(taps: int, pixels: int, planes: int) -> bool:
+def _use_fft(taps: int, pixels: int, planes: int, device: torch.device) -> bool:
     """Whether the FFT beats the direct conv (crossovers measured on the development CPU)."""
-    if planes < _LANES:  # the strip-stacked conv (see _strips): measured at 1 and 3 samples, 33-512 px
+    if planes < _LANES and device.type == 'cpu':  # the strip-stacked conv (_strips, CPU only): measured at 1
+        # and 3 samples, 33-512 px
         return taps >= 17 * 17
     return taps >= (15 * 15 if pixels >= 200 * 200 else 21 * 21 if pixels >= 100 * 100 else 31 * 31)
 
@@ -245,7 +246,8 @@ def _full_parts(x: Tensor, weight: Tensor, padding: str, flip: bool, method: str
     if method == 'auto' and kh * kw < _OPENCV_TAPS and _opencv_applies(x, kh, kw, padding, stride):
         return [_opencv_filter(x, [(k,) for k in weight.contiguous().numpy()], top, left, padding)]
     use_fft = method == 'fft' or (method == 'auto' and stride == 1
-                                  and _use_fft(kh * kw, x.shape[-2] * x.shape[-1], x.shape[0] * x.shape[1]))
+                                  and _use_fft(kh * kw, x.shape[-2] * x.shape[-1], x.shape[0] * x.shape[1],
+                                               x.device))
 
     def op(xp: Tensor, w: Tensor) -> Tensor:
         return _fft_conv(xp, w)[..., ::stride, ::stride] if use_fft else _grouped_conv(xp, w, stride)
