@@ -169,9 +169,10 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
     if op == 'poisson':
         gray = [bool(s.values['gray']) for s in steps]
         return add_bsrgan_poisson_noise(x, _stack(steps, 'vals', dev, x.dtype), gray, noise_gens)
-    if op == 'jpeg':
-        quality = _stack(steps, 'quality', dev, torch.float32)
-        return jpeg_opencv(x, quality) if jpeg_flavour == 'opencv' else jpeg(x, quality, jpeg_flavour)
+    if op == 'jpeg':  # OpenCV's codec reads the qualities on the host: no trip to the device and back
+        if jpeg_flavour == 'opencv':
+            return jpeg_opencv(x, _stack(steps, 'quality', 'cpu', torch.float32))
+        return jpeg(x, _stack(steps, 'quality', dev, torch.float32), jpeg_flavour)
     raise ValueError(f'unknown BSRGAN op {op!r}')
 
 

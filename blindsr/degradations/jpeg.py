@@ -191,7 +191,7 @@ def jpeg_opencv(x: Tensor, quality: Tensor | float) -> Tensor:
         if not ok:
             raise RuntimeError(f'cv2.imencode failed on image {i}')
         cv2.split(cv2.imdecode(code, cv2.IMREAD_COLOR), [out[i, 2], out[i, 1], out[i, 0]])  # BGR planes into out
-    return torch.from_numpy(out).to(x.device, x.dtype).div_(255)
+    return torch.from_numpy(out).to(x.device).to(x.dtype).div_(255)  # 8-bit across, converted on the device
 
 
 def sample_jpeg_quality(batch: int, quality_range: tuple[float, float] = (30, 95), integer: bool = False,
