@@ -266,11 +266,11 @@ def add_bsrgan_poisson_noise(x: Tensor, vals: Scalar, gray: Scalar = False,
     gray = torch.as_tensor(gray).reshape(-1).expand(b).tolist()
     vals = _per_sample(vals, x).expand(b, 1, 1, 1)
     q = _round8(x)
+    gray_q = _round8(_gray(q, _KAIR_GRAY)) if any(gray) else None  # the batch's gray images, in one pass
     out = torch.empty_like(q)
     for i, g in enumerate(_generators(generator, b)):
         if gray[i]:
-            gray_q = _round8(_gray(q[i:i + 1], _KAIR_GRAY))[0]
-            torch.add(q[i], torch.poisson(gray_q * vals[i], generator=g) / vals[i] - gray_q, out=out[i])
+            torch.add(q[i], torch.poisson(gray_q[i] * vals[i], generator=g) / vals[i] - gray_q[i], out=out[i])
         else:
             torch.div(torch.poisson(q[i] * vals[i], generator=g), vals[i], out=out[i])
     return out.clamp_(0, 1)
