@@ -20,7 +20,7 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import torch
 from torch import nn
@@ -92,20 +92,16 @@ def payload_checksum(ckpt: Mapping) -> str:
     return f'sha256:{digest.hexdigest()}'
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash or a full disk leaves either the old file or the new one, never a truncated file. A blindsr
-    checkpoint (``format`` tag) is saved with its :func:`payload_checksum`.
-    """
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """``write(file)`` into a temporary file in ``path``'s folder, fsync, then rename it over ``path``: a crash,
+    an interruption or a full disk leaves either the old file or the new one, never a truncated file (the
+    temporary file is removed, and the error raised)."""
     path = Path(path)
-    if isinstance(obj, Mapping) and obj.get('format') == FORMAT:
-        obj = {**obj, CHECKSUM_KEY: payload_checksum(obj)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -113,6 +109,14 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`write_atomic`. A blindsr checkpoint (``format`` tag) is saved with its
+    :func:`payload_checksum`."""
+    if isinstance(obj, Mapping) and obj.get('format') == FORMAT:
+        obj = {**obj, CHECKSUM_KEY: payload_checksum(obj)}
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from blindsr.checkpoint import write_atomic
 from blindsr.data.image_io import ImageReadError, image_size, read_raw, to_rgb
 
 _GB = 1e9
@@ -119,19 +120,15 @@ class DecodedCache:
                 old.unlink(missing_ok=True)
 
     def _write(self, target: Path, img: np.ndarray) -> None:
-        """Store ``img`` as ``target`` atomically: a temporary file in the same folder, renamed when complete."""
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f'.{target.name}.', suffix='.tmp')
+        """Store ``img`` as ``target`` atomically (:func:`~blindsr.checkpoint.write_atomic`)."""
         try:
-            with os.fdopen(fd, 'wb') as f:
-                np.save(f, img)
-            os.replace(tmp, target)
-        except BaseException as err:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-                missing = [s for s in self.sources if not self.path(s).is_file()]
-                raise DecodedCacheError(f'decoded_cache {self.folder}: disk full writing {target.name} '
-                                        f'({img.nbytes / 1e6:.0f} MB); {_need(missing)}.') from err
-            raise
+            write_atomic(target, lambda f: np.save(f, img))
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            missing = [s for s in self.sources if not self.path(s).is_file()]
+            raise DecodedCacheError(f'decoded_cache {self.folder}: disk full writing {target.name} '
+                                    f'({img.nbytes / 1e6:.0f} MB); {_need(missing)}.') from err
 
 
 _fill_cache: DecodedCache | None = None  # the cache a fill's worker processes decode into
