@@ -134,3 +134,14 @@ def test_image_smaller_than_the_crop_or_not_uint8_rgb_is_a_clear_error():
         InternalCrops(ASTRONAUT.astype(np.float32), 2)
     with pytest.raises(ValueError, match='crop_size 100 must be a multiple of scale 3'):
         InternalCrops(ASTRONAUT, 3, crop_size=100)
+
+
+def test_keys_select_the_entries_of_the_same_batches():
+    """DARSR's DSEM stage asks only for lr and hr_bicubic; those are the full sampler's, value for value."""
+    full = InternalCrops(ASTRONAUT, 2, crop_size=64, batch_size=4, num_iters=2, seed=5)
+    some = InternalCrops(ASTRONAUT, 2, crop_size=64, batch_size=4, num_iters=2, seed=5, keys=('lr', 'hr_bicubic'))
+    for i in range(2):
+        assert set(some[i]) == {'lr', 'hr_bicubic'}
+        assert all(torch.equal(some[i][k], full[i][k]) for k in some[i])
+    with pytest.raises(ValueError, match='keys must be among'):
+        InternalCrops(ASTRONAUT, 2, crop_size=64, batch_size=4, num_iters=2, keys=('sr', ))

@@ -112,6 +112,9 @@ def _pil_bicubic(crops: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(c).resize((size, size), Image.BICUBIC)) for c in crops])
 
 
+KEYS = ('hr', 'lr', 'hr_bicubic', 'lr_up')  # what a batch can hold
+
+
 class InternalCrops:
     """DARSR's per-image crop sampler; see the module docstring.
 
@@ -121,16 +124,21 @@ class InternalCrops:
         crop_size: size of the ``hr`` crops (128 in DARSR); a multiple of ``scale``.
         batch_size, num_iters: batches of ``batch_size`` samples; ``len(self) == num_iters``.
         seed: seeds the crop centres (``np.random.RandomState``) and the flips (``random.Random``).
+        keys: the entries each batch holds (DARSR's DSEM stage reads only ``lr`` and ``hr_bicubic``);
+            the crops and flips do not depend on them.
 
     Batch ``i`` is a dict of float32 (B, 3, h, w) tensors in [0, 1]: ``hr`` (crop_size), ``lr``
-    (crop_size / scale), ``hr_bicubic`` (crop_size / scale) and ``lr_up`` (crop_size).
+    (crop_size / scale), ``hr_bicubic`` (crop_size / scale) and ``lr_up`` (crop_size), those of ``keys``.
     Attributes, one entry per sample (num_iters * batch_size): ``hr_centres`` and ``lr_centres`` (int64
     flat indices ``row * W + col`` into ``image``, the shaved uint8 image sampled from),
     ``hr_top_left`` and ``lr_top_left`` ((n, 2) int64 row, column), ``hflip`` and ``transpose`` (bool).
     """
 
     def __init__(self, image: np.ndarray, scale: int, crop_size: int = 128, batch_size: int = 16,
-                 num_iters: int = 3000, seed: int = 0):
+                 num_iters: int = 3000, seed: int = 0, keys: tuple[str, ...] = KEYS):
+        if not set(keys) <= set(KEYS):
+            raise ValueError(f'InternalCrops: keys must be among {KEYS}, got {keys}')
+        self.keys = keys
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
                 or image.shape[2] != 3:
             got = (f'{image.dtype} array of shape {image.shape}' if isinstance(image, np.ndarray)
@@ -190,8 +198,12 @@ class InternalCrops:
         sel = slice(i * self.batch_size, (i + 1) * self.batch_size)
         hr = self._crops(self.hr_top_left[sel], self.crop_size)
         lr = self._crops(self.lr_top_left[sel], self.lr_size)
-        arrays = {'hr': hr, 'lr': lr, 'hr_bicubic': _pil_bicubic(hr, self.lr_size),
-                  'lr_up': _pil_bicubic(lr, self.crop_size)}
+        arrays = {'hr': hr, 'lr': lr}
+        if 'hr_bicubic' in self.keys:
+            arrays['hr_bicubic'] = _pil_bicubic(hr, self.lr_size)
+        if 'lr_up' in self.keys:
+            arrays['lr_up'] = _pil_bicubic(lr, self.crop_size)
+        arrays = {key: arrays[key] for key in self.keys}
         hflip, transpose = torch.from_numpy(self.hflip[sel]), torch.from_numpy(self.transpose[sel])
         out = {}
         for key, x in arrays.items():

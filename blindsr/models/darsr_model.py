@@ -132,8 +132,8 @@ class Adaptation:
         """The DSEM stage on crops of ``image`` (HWC uint8 RGB), then DSEM frozen."""
         o = self.opt
         optimizer, schedule = self.dsem_optimizer()
-        crops = InternalCrops(image, self.scale, o['crop_size'], o['batch_size'], o['dsem_iters'], seed) \
-            if o['dsem_iters'] else []
+        crops = InternalCrops(image, self.scale, o['crop_size'], o['batch_size'], o['dsem_iters'], seed,
+                              keys=('lr', 'hr_bicubic')) if o['dsem_iters'] else []  # what dsem_step reads
         for it, batch in enumerate(crops):
             loss = self.dsem_step(_to(batch, self.device), optimizer)
             schedule.step()
