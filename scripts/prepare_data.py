@@ -256,7 +256,7 @@ def prepare(archives: list[str | Path], root: str | Path | None = None, subimage
         decoded, present = cache.fill(workers)
         report.append(f'DF2K decoded: {decoded} images into {cache.folder} ({present} already there)')
     if df2k.is_dir():
-        total = sum(1 for p in df2k.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        total = len(list_images(df2k))
         if total != 800 + 2650:
             report.append(f'note: {df2k} holds {total} images; DF2K is DIV2K train (800) + Flickr2K (2650) = 3450')
     return report

@@ -2,8 +2,8 @@
 
 A **method** is a test recipe (``options/test/...yml``: model type, network, scale and weights), named on
 the command line as ``[LABEL=]RECIPE[@WEIGHTS]``: LABEL defaults to the recipe's ``name`` (for a published
-configuration, its name in the model zoo), WEIGHTS to its ``path.pretrain_network_g``. An (arch, weights)
-pair is a recipe with a ``network_g`` and those weights; the recipe's ``datasets`` and ``val`` are replaced.
+configuration, its name in the model zoo), WEIGHTS to its ``path.pretrain_network_<x>`` (x: the model's main
+network, 'g'; DARSR's 'sr'). An (arch, weights) pair is a recipe with a ``network_g`` and those weights; the recipe's ``datasets`` and ``val`` are replaced.
 
 A **set** with a **protocol** at a **scale** is the folder ``<testsets>/<set>_<protocol>_x<scale>`` written
 by ``scripts/make_testsets.py``; every setting in it is evaluated (PSNR/SSIM on Y with a border of the
@@ -35,7 +35,7 @@ from blindsr.options import load_options
 from blindsr.registry import ARCH_REGISTRY, build
 from blindsr.report.tables import slug
 from blindsr.test import main_network, run_tests
-from blindsr.zoo import sha256_of
+from blindsr.zoo import ZOO, sha256_of
 
 # options that do not change a method's output (or are replaced for each job)
 NOT_IN_KEY = ('name', 'path', 'datasets', 'val', 'dist', 'device', 'num_gpu', 'is_train', 'manual_seed')
@@ -109,11 +109,9 @@ def reported_numbers(method: str, testset: str, protocol: str, setting: str, sca
     """The authors' published numbers for one table cell, e.g. ``{'psnr': 31.99, 'ssim': 0.8926}``; ``{}``
     where none are known. The one place where the benchmark reads reported numbers (the model zoo's
     ``reported`` numbers of the entry named ``method``; label a method with its zoo name to see them)."""
-    from blindsr import zoo
-
-    if method not in zoo.ZOO or zoo.ZOO[method].scale != scale:
+    if method not in ZOO or ZOO[method].scale != scale:
         return {}
-    for row in zoo.ZOO[method].reported:
+    for row in ZOO[method].reported:
         if (row.dataset, row.protocol, row.setting) == (testset, protocol, setting):
             return {k: getattr(row, k) for k in ('psnr', 'ssim', 'lpips') if getattr(row, k) is not None}
     return {}
