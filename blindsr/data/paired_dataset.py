@@ -8,6 +8,7 @@ by fewer than ``scale`` pixels per side (then it is cropped top-left, as a mod-c
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -163,6 +164,19 @@ def _is_manet(root: Path) -> bool:
     return (root / 'HR_si').is_dir()
 
 
+def read_record(root: str | Path) -> dict:
+    """A make_testsets folder's ``params.json``, parsed once per version of the file (a run reads it for
+    every setting, the benchmark again; Urban100's lists every image x setting). Read-only: shared."""
+    path = Path(root) / 'params.json'
+    st = path.stat()
+    return _parsed(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict:
+    return json.loads(Path(path).read_text())
+
+
 def settings_of(root: str | Path, scale: int) -> list[str]:
     """The settings of a test-set folder (either layout of :class:`TestSetFolder`), checked against the
     run's ``scale`` (a MANet folder's by its name ``<Set>_x<s>``, when it has that form)."""
@@ -179,7 +193,7 @@ def settings_of(root: str | Path, scale: int) -> list[str]:
     if not record_path.is_file():
         raise ValueError(f'{root} is not a test set made by scripts/make_testsets.py (no params.json) '
                          'nor a MANet one (no HR_si/)')
-    record = json.loads(record_path.read_text())
+    record = read_record(root)
     if record['scale'] != scale:
         raise ValueError(f"{root} was made for scale {record['scale']}, the options say {scale}")
     return sorted({s for per_image in record['images'].values() for s in per_image})
@@ -191,7 +205,7 @@ def setting_noise(root: str | Path, setting: str) -> float | None:
     root = Path(root)
     if _is_manet(root):
         return float(_MANET_LR.fullmatch(setting).group(1))
-    record = json.loads((root / 'params.json').read_text())
+    record = read_record(root)
     levels = {per_image[setting].get('noise') for per_image in record['images'].values() if setting in per_image}
     level = levels.pop() if len(levels) == 1 else None
     return float(level) if isinstance(level, (int, float)) else None

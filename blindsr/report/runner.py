@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from blindsr import dist
 from blindsr.data.image_io import list_images
+from blindsr.data.paired_dataset import read_record
 from blindsr.evaluation import ImagesFailed
 from blindsr.logging_utils import LOGGER_NAME
 from blindsr.options import load_options
@@ -158,7 +159,7 @@ def _setting_params(job: Job) -> dict[str, dict]:
     """Per setting: the degradation's ``sigma_x``, ``sigma_y``, ``noise`` where the protocol records them."""
     if not job.paired:
         return {}
-    images = json.loads((job.folder / 'params.json').read_text())['images']
+    images = read_record(job.folder)['images']
     first = images[min(images)]
     return {s: {k: p[k] for k in SETTING_PARAMS if k in p} for s, p in first.items()}
 
