@@ -177,7 +177,7 @@ def _apply(op: str, x: Tensor, steps: list[Step], noise_gens: list[torch.Generat
 
 
 def _out_size(step: Step, size: tuple[int, int]) -> tuple[int, int]:
-    """The image size after ``step`` (what the scheduler plans with; the groups use the real sizes)."""
+    """The image size after ``step`` (what the scheduler groups by)."""
     if step.op == 'resize':
         return step.key[0]
     if step.op == 'matlab_half':
@@ -214,21 +214,17 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
             ready[own[0]].append(i)
     while ready:
         label = max(ready, key=lambda k: (remaining[k] == len(ready[k]), len(ready[k])))
-        members = sorted(ready.pop(label))
+        members = sorted(ready.pop(label))  # the label holds the input size: the images stack
         remaining[label] -= len(members)
-        by_size: dict[tuple, list[int]] = defaultdict(list)  # one group unless a planned size was wrong
-        for i in members:
-            by_size[tuple(images[i].shape)].append(i)
-        for group in by_size.values():
-            base, first = rows[group[0]]  # consecutive rows of one tensor: passed as a view, no copy
-            if all(rows[i][0] is base and rows[i][1] == first + k for k, i in enumerate(group)):
-                x = base[first:first + len(group)]
-            else:
-                x = torch.cat([images[i] for i in group])
-            out = _apply(label[0], x, [plans[i][cursor[i]] for i in group], [noise_gens[i] for i in group],
-                         jpeg_flavour)
-            for k, (i, y) in enumerate(zip(group, out.split(1))):
-                images[i], rows[i] = y, (out, k)
+        base, first = rows[members[0]]  # consecutive rows of one tensor: passed as a view, no copy
+        if all(rows[i][0] is base and rows[i][1] == first + k for k, i in enumerate(members)):
+            x = base[first:first + len(members)]
+        else:
+            x = torch.cat([images[i] for i in members])
+        out = _apply(label[0], x, [plans[i][cursor[i]] for i in members], [noise_gens[i] for i in members],
+                     jpeg_flavour)
+        for k, (i, y) in enumerate(zip(members, out.split(1))):
+            images[i], rows[i] = y, (out, k)
         for i in members:
             cursor[i] += 1
             if cursor[i] < len(labels[i]):
