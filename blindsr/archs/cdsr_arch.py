@@ -31,14 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blindsr.archs.bsrnet_arch import RRDB
-from blindsr.archs.common import DABlock, DegradationChannelAttention, DynamicDepthwiseConv
+from blindsr.archs.common import SLOPE, DABlock, DegradationChannelAttention, DynamicDepthwiseConv, lrelu
 from blindsr.archs.dasr_arch import from_authors_training_state
 from blindsr.checkpoint import register_key_converter
 from blindsr.registry import ARCH_REGISTRY
 
 __all__ = ['CDSR', 'CDSRGenerator', 'PatchEncoder']
-
-_SLOPE = 0.1
 
 
 class _ConvBN(nn.Module):
@@ -50,11 +48,11 @@ class _ConvBN(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(self.bn1(self.conv1(x)), _SLOPE)
+        return F.leaky_relu(self.bn1(self.conv1(x)), SLOPE)
 
 
 def _mlp(cin: int, dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(cin, dim), nn.LeakyReLU(_SLOPE, inplace=True), nn.Linear(dim, dim))
+    return nn.Sequential(nn.Linear(cin, dim), lrelu(), nn.Linear(dim, dim))
 
 
 class PatchEncoder(nn.Module):

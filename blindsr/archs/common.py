@@ -27,6 +27,14 @@ class MeanShift(nn.Conv2d):
         self.requires_grad_(False)
 
 
+SLOPE = 0.1  # the LeakyReLU slope of the DASR family (DASR, KDSR, CDSR)
+
+
+def lrelu() -> nn.LeakyReLU:
+    """LeakyReLU(SLOPE), in place."""
+    return nn.LeakyReLU(SLOPE, inplace=True)
+
+
 def upsampler(scale: int, num_feat: int) -> nn.Sequential:
     """EDSR's upsampler: per factor 2 a 3x3 conv C -> 4C + PixelShuffle(2); for 3, C -> 9C + PS(3)."""
     layers: list[nn.Module] = []
@@ -65,12 +73,12 @@ class DynamicDepthwiseConv(nn.Module):
 
     def __init__(self, channels: int, deg_dim: int) -> None:
         super().__init__()
-        self.kernel = nn.Sequential(nn.Linear(deg_dim, deg_dim, bias=False), nn.LeakyReLU(0.1, inplace=True),
+        self.kernel = nn.Sequential(nn.Linear(deg_dim, deg_dim, bias=False), lrelu(),
                                     nn.Linear(deg_dim, channels * 9, bias=False))
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
         b, c = x.shape[:2]
-        return per_sample_depthwise_conv(x, self.kernel(d).reshape(b, c, 3, 3), negative_slope=0.1)
+        return per_sample_depthwise_conv(x, self.kernel(d).reshape(b, c, 3, 3), negative_slope=SLOPE)
 
 
 class DegradationChannelAttention(nn.Module):
@@ -79,7 +87,7 @@ class DegradationChannelAttention(nn.Module):
     def __init__(self, deg_dim: int, channels: int, reduction: int):
         super().__init__()
         self.conv_du = nn.Sequential(nn.Conv2d(deg_dim, deg_dim // reduction, 1, bias=False),
-                                     nn.LeakyReLU(0.1, inplace=True),
+                                     lrelu(),
                                      nn.Conv2d(deg_dim // reduction, channels, 1, bias=False), nn.Sigmoid())
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
@@ -113,7 +121,7 @@ class DABlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: Tensor, d: Tensor) -> Tensor:
-        out = F.leaky_relu(self.da_conv1(x, d), 0.1, inplace=True)
-        out = F.leaky_relu(self.conv1(out), 0.1, inplace=True)
-        out = F.leaky_relu(self.da_conv2(out, d), 0.1, inplace=True)
+        out = F.leaky_relu(self.da_conv1(x, d), SLOPE, inplace=True)
+        out = F.leaky_relu(self.conv1(out), SLOPE, inplace=True)
+        out = F.leaky_relu(self.da_conv2(out, d), SLOPE, inplace=True)
         return self.conv2(out) + x

@@ -21,17 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from blindsr.archs.common import DABlock, MeanShift, upsampler
+from blindsr.archs.common import DABlock, MeanShift, lrelu, upsampler
 from blindsr.checkpoint import StateDict, register_key_converter
 from blindsr.registry import ARCH_REGISTRY
 
 __all__ = ['DASR', 'DegradationEncoder', 'DASRGenerator', 'from_authors_training_state']
-
-_SLOPE = 0.1
-
-
-def _lrelu() -> nn.LeakyReLU:
-    return nn.LeakyReLU(_SLOPE, inplace=True)
 
 
 class DegradationEncoder(nn.Module):
@@ -47,10 +41,10 @@ class DegradationEncoder(nn.Module):
                   (2 * num_feat, 2 * num_feat, 1), (2 * num_feat, 4 * num_feat, 2), (4 * num_feat, 4 * num_feat, 1)]
         layers: list[nn.Module] = []
         for cin, cout, stride in widths:
-            layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), _lrelu()]
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), lrelu()]
         self.E = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
         dim = 4 * num_feat
-        self.mlp = nn.Sequential(nn.Linear(dim, dim), _lrelu(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), lrelu(), nn.Linear(dim, dim))
         self.dim = dim
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -79,7 +73,7 @@ class DASRGenerator(nn.Module):
                  reduction: int = 8, rgb_range: float = 255.0):
         super().__init__()
         deg_dim = num_feat
-        self.compress = nn.Sequential(nn.Linear(rep_dim, deg_dim, bias=False), _lrelu())
+        self.compress = nn.Sequential(nn.Linear(rep_dim, deg_dim, bias=False), lrelu())
         self.sub_mean = MeanShift(rgb_range, -1)
         self.add_mean = MeanShift(rgb_range, 1)
         self.head = nn.Sequential(nn.Conv2d(3, num_feat, 3, 1, 1))

@@ -31,12 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blindsr.archs.common import DynamicDepthwiseConv, MeanShift, upsampler
+from blindsr.archs.common import DynamicDepthwiseConv, MeanShift, lrelu, upsampler
 from blindsr.registry import ARCH_REGISTRY
 
 __all__ = ['KDSR', 'KDSRTeacher', 'IDREncoder', 'KDSRGenerator', 'VARIANTS']
 
-_SLOPE = 0.1
 
 # Published widths (n_feats, n_blocks, n_encoder_res): classic KDSR_S-M (5.80M parameters at x4) and
 # KDSR_S-L (14.19M), both at x2/x3/x4; KDSR-GAN (18.85M), x4 only.
@@ -45,10 +44,6 @@ VARIANTS = {
     'L': {'n_feats': 128, 'n_blocks': 28, 'n_encoder_res': 5},
     'GAN': {'n_feats': 128, 'n_blocks': 42, 'n_encoder_res': 6},
 }
-
-
-def _lrelu() -> nn.LeakyReLU:
-    return nn.LeakyReLU(_SLOPE, inplace=True)
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
@@ -60,7 +55,7 @@ class _ResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv(channels, channels), _lrelu(), _conv(channels, channels))
+        self.body = nn.Sequential(_conv(channels, channels), lrelu(), _conv(channels, channels))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x) + x
@@ -76,11 +71,11 @@ class IDREncoder(nn.Module):
     def __init__(self, in_ch: int, n_feats: int, n_encoder_res: int) -> None:
         super().__init__()
         c = n_feats
-        self.E = nn.Sequential(_conv(in_ch, c), _lrelu(), *[_ResBlock(c) for _ in range(n_encoder_res)],
-                               _conv(c, 2 * c), _lrelu(), _conv(2 * c, 2 * c), _lrelu(),
-                               _conv(2 * c, 4 * c), _lrelu(), nn.AdaptiveAvgPool2d(1))
-        self.mlp = nn.Sequential(nn.Linear(4 * c, 4 * c), _lrelu(), nn.Linear(4 * c, 4 * c), _lrelu())
-        self.compress = nn.Sequential(nn.Linear(4 * c, c), _lrelu())
+        self.E = nn.Sequential(_conv(in_ch, c), lrelu(), *[_ResBlock(c) for _ in range(n_encoder_res)],
+                               _conv(c, 2 * c), lrelu(), _conv(2 * c, 2 * c), lrelu(),
+                               _conv(2 * c, 4 * c), lrelu(), nn.AdaptiveAvgPool2d(1))
+        self.mlp = nn.Sequential(nn.Linear(4 * c, 4 * c), lrelu(), nn.Linear(4 * c, 4 * c), lrelu())
+        self.compress = nn.Sequential(nn.Linear(4 * c, c), lrelu())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         idr = self.mlp(self.E(x).flatten(1))
