@@ -345,30 +345,45 @@ SIZES = [(64, 64), (128, 128), (170, 170), (94, 156), (85, 85), (512, 512), (332
          (256, 256)]
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64], ids=['opencv', 'bands'])
 @pytest.mark.parametrize('mode', list(CV_CODES))
 @pytest.mark.parametrize('out', SIZES, ids=lambda s: f'{s[0]}x{s[1]}')
-def test_resize_matches_cv2(mode, out):
+def test_resize_matches_cv2(mode, out, dtype):
+    """float32 on the CPU runs cv2.resize itself (but area shrinks); float64 (like any CUDA tensor) the bands."""
     x = photo('astronaut', 256, 256, 100, 50)
     ref = cv2.resize(x[0].permute(1, 2, 0).numpy(), out[::-1], interpolation=CV_CODES[mode])
-    ours = resize(x, out, mode)[0].permute(1, 2, 0).numpy()
+    ours = resize(x.to(dtype), out, mode)[0].permute(1, 2, 0).numpy()
+    assert ours.dtype == ref.dtype if dtype == torch.float32 else ours.dtype == np.float64
     assert np.abs(ours - ref).max() <= 1e-5
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64], ids=['opencv', 'bands'])
 @pytest.mark.parametrize('mode', list(CV_CODES))
 @pytest.mark.parametrize('factor', [0.37, 0.5, 1.3, 0.8123])
-def test_resize_scale_factor_matches_cv2_fx(mode, factor):
+def test_resize_scale_factor_matches_cv2_fx(mode, factor, dtype):
     x = photo('coffee', 101, 77)
     ref = cv2.resize(x[0].permute(1, 2, 0).numpy(), None, fx=factor, fy=factor, interpolation=CV_CODES[mode])
-    ours = resize(x, mode=mode, scale_factor=factor)[0].permute(1, 2, 0).numpy()
+    ours = resize(x.to(dtype), mode=mode, scale_factor=factor)[0].permute(1, 2, 0).numpy()
     assert ours.shape == ref.shape and np.abs(ours - ref).max() <= 1e-5
 
 
-def test_resize_per_sample_modes():
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64], ids=['opencv', 'bands'])
+def test_resize_per_sample_modes(dtype):
+    x = batch(60, 52).to(dtype)
+    for size in [(23, 31), (90, 40)]:  # down (area on its band), enlarging (area through OpenCV)
+        modes = ['bilinear', 'bicubic', 'area', 'nearest']
+        out = resize(x, size, modes)
+        for i, m in enumerate(modes):
+            assert torch.equal(out[i], resize(x[i:i + 1], size, m)[0])
+
+
+@pytest.mark.parametrize('mode', list(CV_CODES))
+def test_resize_to_the_same_size_is_a_copy(mode):
+    """As OpenCV: every mode's taps are then the identity."""
     x = batch(60, 52)
-    modes = ['bilinear', 'bicubic', 'area', 'nearest']
-    out = resize(x, (23, 31), modes)
-    for i, m in enumerate(modes):
-        assert torch.allclose(out[i], resize(x[i:i + 1], (23, 31), m)[0], atol=1e-6)
+    out = resize(x, (60, 52), mode)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+    assert np.array_equal(cv2.resize(x[0, 0].numpy(), (52, 60), interpolation=CV_CODES[mode]), x[0, 0].numpy())
 
 
 def test_torch_backend_and_its_documented_differences():

@@ -25,7 +25,8 @@ How blindsr runs it: each sample's plan (op order and every parameter) is drawn 
 and samples whose next op and current size agree are processed together as one batch (blur kernels
 built once per batch for every plan, blur as a grouped convolution or FFT, resizes as batched matrix
 products); :func:`run_plans` picks which such group runs next so that the groups are large. The cv2 resizes are
-reproduced exactly (:mod:`~blindsr.degradations.resize_modes`). JPEG is OpenCV's own codec by default,
+reproduced exactly (:mod:`~blindsr.degradations.resize_modes`; on the CPU most run through ``cv2.resize``
+itself). JPEG is OpenCV's own codec by default,
 as KAIR calls it (``jpeg: opencv``; one image at a time on the CPU, so on a GPU each JPEG op is a
 round trip to the host), or the batched on-device ``'libjpeg'`` flavour of
 :func:`~blindsr.degradations.jpeg.jpeg` (``jpeg: libjpeg``: on KAIR's fixed-parameter reference chains
