@@ -206,9 +206,9 @@ def test_cached_bands_equal_fresh_matrices_for_each_batch_and_dtype():
             opencv = 2 * tol if dtype == torch.float32 else tol  # float32 on the CPU: cv2.resize's own rounding
             torch.testing.assert_close(resize_modes.resize(x[:n].to(dtype), (13, 17)).double(), ch @ x[:n] @ cw.mT,
                                        rtol=0, atol=opencv)
-    before = resize_modes._opencv_band.cache_info()
+    before = resize._cached_band.cache_info()
     resize_modes.resize(x, (13, 17))
-    after = resize_modes._opencv_band.cache_info()
+    after = resize._cached_band.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)
 
 

@@ -17,7 +17,7 @@ indices and float64 weights, numpy; :func:`resize_matrix` gives the dense matrix
 :func:`banded_product` as one ``embedding_bag`` over all planes: a weighted gather of whole input lines,
 ~out * taps work per line instead of the dense product's out * in (columns through transposed copies).
 The bands are cached per size, scale, border, batch size, device and dtype (:data:`BAND_CACHE_SIZE`
-of them). Equal to the dense product up to float32 rounding (a few 1e-7).
+of them, shared with :mod:`~blindsr.degradations.resize_modes` through :func:`separable_resize`). Equal to the dense product up to float32 rounding (a few 1e-7).
 float16/bfloat16 inputs are resized in float32 and cast back.
 """
 
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['Band', 'band', 'banded_product', 'dense', 'imresize', 'resize_matrix']
+__all__ = ['Band', 'band', 'banded_product', 'dense', 'imresize', 'resize_matrix', 'separable_resize']
 
 _BORDERS = ('symmetric', 'replicate')
 BAND_CACHE_SIZE = 1024  # bands each cached builder keeps (sizes, scales, batch sizes, devices, dtypes)
@@ -102,14 +102,21 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
             raise ValueError(f'size must be positive, got {size}')
         scale_h, scale_w = out_h / in_h, out_w / in_w
 
+    return separable_resize(x, _matlab_taps, (in_h, out_h, scale_h, antialias, border),
+                            (in_w, out_w, scale_w, antialias, border), rows_first=scale_h <= scale_w)
+
+
+def separable_resize(x: Tensor, taps, rows: tuple, cols: tuple, rows_first: bool) -> Tensor:
+    """Resize (..., H, W) ``x`` along H by the taps ``taps(*rows)`` and along W by ``taps(*cols)`` (``taps``
+    returns input indices and weights, each (out, taps); each argument tuple starts with the input length), as
+    cached bands, the H pass first when ``rows_first``. float16/bfloat16 inputs are resized in float32."""
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     planes = work.shape[:-2].numel()
-    rows = _matlab_band(in_h, out_h, scale_h, antialias, border, planes, work.device, work.dtype)
-    cols = _matlab_band(in_w, out_w, scale_w, antialias, border, planes, work.device, work.dtype)
-    if scale_h <= scale_w:
-        out = banded_product(cols, banded_product(rows, work, -2), -1)
+    along_h, along_w = (_cached_band(taps, args, planes, work.device, work.dtype) for args in (rows, cols))
+    if rows_first:
+        out = banded_product(along_w, banded_product(along_h, work, -2), -1)
     else:
-        out = banded_product(rows, banded_product(cols, work, -1), -2)
+        out = banded_product(along_h, banded_product(along_w, work, -1), -2)
     return out.to(x.dtype)
 
 
@@ -166,6 +173,5 @@ def _transposed(x: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=BAND_CACHE_SIZE)
-def _matlab_band(in_len: int, out_len: int, scale: float, antialias: bool, border: str, planes: int,
-                 device: torch.device, dtype: torch.dtype) -> Band:
-    return band(*_matlab_taps(in_len, out_len, scale, antialias, border), in_len, planes, device, dtype)
+def _cached_band(taps, args: tuple, planes: int, device: torch.device, dtype: torch.dtype) -> Band:
+    return band(*taps(*args), args[0], planes, device, dtype)

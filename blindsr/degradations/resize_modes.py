@@ -5,7 +5,7 @@ quantisation. (s-fold subsampling after a blur is :func:`blindsr.degradations.bl
 degradation uses it with interpolation codes 1, 2, 3 = linear, cubic, area) in torch, on any device:
 each dimension's taps (input indices and OpenCV's float32 weights) follow OpenCV's own rules
 (``modules/imgproc/src/resize.cpp``) and are applied as a band
-(:func:`~blindsr.degradations.resize.banded_product`: one ``embedding_bag`` per dimension, cached per
+(:func:`~blindsr.degradations.resize.separable_resize`: one ``embedding_bag`` per dimension, cached per
 size, mode, batch size, device and dtype; :func:`resize_matrix_opencv` gives the dense matrix). The
 summation order differs from OpenCV's, i.e. float32 rounding, by 1-2 ulp. Where OpenCV itself is faster,
 float32 CPU tensors without autograd go through ``cv2.resize`` plane by plane (bilinear, bicubic, nearest and
@@ -50,7 +50,6 @@ calls it (``align_corners=False``). Where it differs from OpenCV (same images; 8
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import cv2
@@ -59,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blindsr.degradations.resize import BAND_CACHE_SIZE, Band, band, banded_product, dense
+from blindsr.degradations.resize import dense, separable_resize
 
 __all__ = ['resize', 'resize_matrix_opencv', 'quantize', 'MODES']
 
@@ -179,15 +178,9 @@ def resize(x: Tensor, size: tuple[int, int] | None = None, mode: str | Sequence[
         where = {i: k for k, i in enumerate(i for members in groups.values() for i in members)}
         return torch.cat(parts)[torch.tensor([where[i] for i in range(len(modes))], device=x.device)]
     area_enlarges = modes[0] == 'area' and (inv_h > 1 or inv_w > 1)
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    planes = work.shape[:-2].numel()
-    rows = _opencv_band(in_h, out_h, inv_h, modes[0], area_enlarges, planes, work.device, work.dtype)
-    cols = _opencv_band(in_w, out_w, inv_w, modes[0], area_enlarges, planes, work.device, work.dtype)
-    if out_h <= in_h:  # the columns' transposed copies at the smaller of the two heights
-        out = banded_product(cols, banded_product(rows, work, -2), -1)
-    else:
-        out = banded_product(rows, banded_product(cols, work, -1), -2)
-    return out.to(x.dtype)
+    return separable_resize(x, _opencv_taps, (in_h, out_h, inv_h, modes[0], area_enlarges),
+                            (in_w, out_w, inv_w, modes[0], area_enlarges),
+                            rows_first=out_h <= in_h)  # the columns' transposed copies at the smaller height
 
 
 def _opencv_applies(x: Tensor, modes: list[str], enlarges: bool) -> bool:
@@ -209,11 +202,6 @@ def _opencv_resize(x: Tensor, size: tuple[int, int], factors: tuple[float, float
             cv2.resize(plane, dsize, dst, fx, fy, _OPENCV_CODES[mode])
     return torch.from_numpy(out)
 
-
-@functools.lru_cache(maxsize=BAND_CACHE_SIZE)
-def _opencv_band(in_len: int, out_len: int, inv_scale: float, mode: str, area_enlarges: bool, planes: int,
-                 device: torch.device, dtype: torch.dtype) -> Band:
-    return band(*_opencv_taps(in_len, out_len, inv_scale, mode, area_enlarges), in_len, planes, device, dtype)
 
 
 def quantize(x: Tensor) -> Tensor:
