@@ -8,7 +8,8 @@ The authors' code is not a dependency of blindsr: fetch it yourself (``git clone
 https://github.com/cszn/KAIR``, ``.../The-Learning-And-Vision-Atelier-LAVA/DASR``); BasicSR's Real-ESRGAN
 pipeline comes with the installed ``basicsr``. Each row times the authors' implementation and blindsr's
 pipeline in interleaved rounds (:func:`blindsr.benchmark.gated_rounds`: each round waits for an otherwise
-idle CPU and rotates the order), so their ratio cannot drift between runs; ``*`` marks a figure whose
+idle CPU and rotates the order), so their ratio cannot drift between runs; like the authors' code, blindsr's
+pipelines draw new parameters on every call (the next unused seeds); ``*`` marks a figure whose
 calls were mostly disturbed by other processes. The last column is the ratio of the median CPU time per call
 (this process, all threads; every timed, re-warming and warm-up call): on a loaded machine, where the wall
 times mostly measure waiting for a core, it still says how much work each side does. Rows:
@@ -34,6 +35,7 @@ contiguous input (it ``.view()``s the tensor, which DiffJPEG's output no longer 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -65,19 +67,25 @@ def _patch_scipy() -> None:
     scipy.finfo = np.finfo
 
 
+def new_draws(pipeline, hr: torch.Tensor):
+    """A call of ``pipeline.degrade`` on ``hr`` with the next unused seeds: new parameters on every call, as
+    the authors' code draws them (the same seeds every round would time one fixed set of plans)."""
+    calls = itertools.count()
+    return lambda: pipeline.degrade(hr, [next(calls) for _ in range(len(hr))])
+
+
 def kair_rows(kair: Path, hr: torch.Tensor, scale: int, patch: int) -> dict:
     _patch_scipy()
     sys.path.insert(0, str(kair))
     from utils import utils_blindsr as kb  # KAIR's module
 
     images = [np.ascontiguousarray(x.permute(1, 2, 0).numpy()) for x in hr]
-    seeds = list(range(len(images)))
     pairs = {}
     for name, fn in (('bsrgan', lambda im: kb.degradation_bsrgan(im, sf=scale, lq_patchsize=patch)),
                      ('bsrgan_plus', lambda im: kb.degradation_bsrgan_plus(im, sf=scale, shuffle_prob=0.1,
                                                                            use_sharp=False, lq_patchsize=patch))):
         ours = build(DEGRADATION_REGISTRY, {'type': name, 'lq_patchsize': patch}, scale=scale)
-        pairs[name] = (lambda fn=fn: [fn(im.copy()) for im in images], lambda ours=ours: ours.degrade(hr, seeds))
+        pairs[name] = (lambda fn=fn: [fn(im.copy()) for im in images], new_draws(ours, hr))
     return pairs
 
 
@@ -117,8 +125,7 @@ def realesrgan_row(hr: torch.Tensor, scale: int, tmp: Path) -> tuple:
         RealESRGANModel.feed_data(model, batch)
 
     ours = build(DEGRADATION_REGISTRY, {'type': 'realesrgan', 'sharpen_input': True}, scale=scale)
-    seeds = list(range(len(hr)))
-    return authors, lambda: ours.degrade(hr, seeds)
+    return authors, new_draws(ours, hr)
 
 
 def dasr_row(dasr: Path, hr: torch.Tensor, scale: int) -> tuple:
@@ -130,8 +137,8 @@ def dasr_row(dasr: Path, hr: torch.Tensor, scale: int) -> tuple:
     degrade = du.SRMDPreprocessing(scale, kernel_size=21, blur_type='iso_gaussian', sig_min=0.2, sig_max=4.0,
                                    noise=0.0)
     ours = build(DEGRADATION_REGISTRY, {'type': 'classic', 'preset': 'dasr'}, scale=scale)
-    hr255, seeds = hr[:, None] * 255, list(range(len(hr)))
-    return lambda: degrade(hr255, random=True), lambda: ours.degrade(hr, seeds)
+    hr255 = hr[:, None] * 255
+    return lambda: degrade(hr255, random=True), new_draws(ours, hr)
 
 
 def main() -> None:

@@ -281,16 +281,16 @@ def test_rank1_kernels_through_1d_passes_equal_the_2d_blur():
 
 
 def test_opencv_filters_equal_the_reference(monkeypatch):
-    """On CPU float32, 2-D kernels under 11 x 11 taps go through cv2.filter2D and separable ones through
-    cv2.sepFilter2D (every OpenCV border, odd and even sizes with their anchors, flip or not): the reference
-    within float32 rounding. Strided, float64 and circular blurs keep the torch paths."""
+    """On CPU float32, 2-D kernels under 130 taps (OpenCV's direct path) go through cv2.filter2D and separable
+    ones through cv2.sepFilter2D (every OpenCV border, odd and even sizes with their anchors, flip or not): the
+    reference within float32 rounding. Strided, float64, circular and 130+ tap blurs keep the torch paths."""
     from blindsr.degradations import blur as blur_module
     calls = []
     real = blur_module._opencv_filter
     monkeypatch.setattr(blur_module, '_opencv_filter', lambda *a: calls.append(len(a[1][0])) or real(*a))
     g = gen(19)
     x = torch.rand(2, 3, 37, 41, generator=g)
-    for kh, kw in ((5, 5), (6, 4), (3, 9)):
+    for kh, kw in ((5, 5), (6, 4), (3, 9), (11, 11)):
         k = torch.rand(2, kh, kw, generator=g, dtype=torch.float64)
         k /= k.sum((-2, -1), keepdim=True)
         v, h = torch.rand(2, 2, kh, generator=g, dtype=torch.float64)
@@ -302,11 +302,12 @@ def test_opencv_filters_equal_the_reference(monkeypatch):
                 ref = reference_blur(x.double(), v[:, :, None] * h[:, None], padding, flip)
                 torch.testing.assert_close(blur_separable(x, v.float(), h.float(), padding, flip).double(), ref,
                                            atol=1e-6, rtol=0)
-    assert calls.count(1) == calls.count(2) == 30  # 2-D and separable: 3 shapes x 5 borders x 2 flips
+    assert calls.count(1) == calls.count(2) == 40  # 2-D and separable: 4 shapes x 5 borders x 2 flips
     calls.clear()
     blur_separable(x, v, h, stride=2)
     blur(x.double(), k)
     blur(x, k.float(), 'circular')
+    blur(x, torch.rand(2, 11, 13, generator=g) / 143)
     assert not calls
 
 

@@ -41,8 +41,9 @@ shifted Gaussian) through it, with the kernel's marginals as factors.
 On CPU, float32 images without autograd at stride 1 (the pipelines' case; OpenCV borders, i.e. not
 ``circular``, and images larger than the kernel) go through OpenCV instead, plane by plane: separable
 kernels through ``cv2.sepFilter2D`` (1.6-5x faster than the banded products, 64-512 px, 7-25 taps, one
-thread), 2-D kernels under 11 x 11 taps through ``cv2.filter2D``'s direct SIMD path (2-4x faster than the
-strip conv at 7 x 7; from 11 x 11 OpenCV switches to its DFT, slower than the FFT here). Within ~4e-7 of
+thread), 2-D kernels of under 130 taps (11 x 11 included) through ``cv2.filter2D``'s direct SIMD path (2-4x
+faster than the strip conv at 7 x 7, 2.5x at 11 x 11 on 256 px; from 130 taps OpenCV switches to its DFT for
+float32, 7x slower than its direct path and than the FFT here). Within ~4e-7 of
 the torch paths in float32.
 """
 
@@ -67,7 +68,7 @@ _CACHED = 2 ** 18  # padded elements per thread per CPU FFT / 1-D pass chunk (1 
 _LANES = 16  # channel planes per block of oneDNN's depthwise conv on AVX-512 (float32)
 _SPLIT = 128 * 128  # pixels from which a batch mixing separable and full kernels is split into runs
 _BLOCK = 16  # outputs per banded block of the CPU 1-D passes (fastest of 4..24 on the development CPU)
-_OPENCV_TAPS = 11 * 11  # CPU float32 kernels with fewer taps go through cv2.filter2D (its direct path)
+_OPENCV_TAPS = 130  # CPU float32 kernels with fewer taps go through cv2.filter2D (OpenCV's direct path below it)
 _OPENCV_BORDERS = {'reflect': cv2.BORDER_REFLECT_101, 'mirror': cv2.BORDER_REFLECT_101, 'symmetric': cv2.BORDER_REFLECT,
                    'replicate': cv2.BORDER_REPLICATE, 'zeros': cv2.BORDER_CONSTANT}
 
@@ -266,7 +267,7 @@ def _opencv_applies(x: Tensor, kh: int, kw: int, padding: str, stride: int) -> b
 def _opencv_filter(x: Tensor, kernels: list[tuple], top: int, left: int, padding: str) -> Tensor:
     """Correlation of each plane of the float32 CPU ``x`` (B, C, H, W) with its sample's kernel, anchored at tap
     (``top``, ``left``), plane by plane into one new array: ``kernels[b]`` is ``(k,)``, a 2-D kernel for
-    ``cv2.filter2D`` (its direct SIMD path: under 11 x 11 taps; larger ones it sends through its DFT), or
+    ``cv2.filter2D`` (its direct SIMD path: under 130 taps; from 130 it uses its DFT), or
     ``(k_h, k_v)``, the horizontal and vertical taps of a separable one for ``cv2.sepFilter2D``."""
     src = x.contiguous().numpy()
     out = np.empty_like(src)
