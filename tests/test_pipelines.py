@@ -206,7 +206,7 @@ def test_bsrgan_runs_fewer_larger_groups_than_lockstep(monkeypatch):
         return apply(op, x, plan_steps, gens, flavour)
 
     monkeypatch.setattr(bsrgan, '_apply', counted)
-    BSRGANDegradation(4).degrade(photos(12, 64), list(range(100, 112)))
+    BSRGANDegradation(4, threads=1).degrade(photos(12, 64), list(range(100, 112)))  # one thread: one grouping
     lockstep = sum(len({own[i] for own in steps.values() if i < len(own)}) for i in range(max(map(len, steps.values()))))
     assert len(calls) < 0.95 * lockstep and sum(map(len, steps.values())) > 1.5 * len(calls)
 
@@ -231,3 +231,32 @@ def test_bsrgan_blur_kernels_cut_from_the_batch_grid_equal_the_group_grid():
     assert torch.equal(cut != 0, direct != 0) and (cut - direct).abs().max() < 1e-15
     from blindsr.degradations.blur import blur
     assert torch.allclose(bsrgan._apply('blur', x, group, [], 'opencv'), blur(x, direct, flip=True), atol=1e-6)
+
+
+@pytest.mark.parametrize('cls', [BSRGANDegradation, BSRGANPlusDegradation])
+def test_bsrgan_samples_split_over_threads_give_the_same_batch(cls):
+    """CPU batches split over a pool of single-threaded workers (blindsr.degradations.threads): the same LR,
+    parameters and targets as the batch run in the calling thread."""
+    hr, seeds = photos(7, 64), list(range(40, 47))
+    lr1, p1 = cls(4, lq_patchsize=8, threads=1).degrade(hr, seeds)
+    lr3, p3 = cls(4, lq_patchsize=8, threads=3).degrade(hr, seeds)
+    assert torch.equal(lr1, lr3)
+    torch.testing.assert_close(p3, p1, rtol=0, atol=0, equal_nan=True)
+
+
+def test_sample_threads_leave_torchs_thread_count_alone():
+    """The pool's threads run torch single-threaded; the caller and threads started later keep its count."""
+    import threading
+
+    from blindsr.degradations.threads import cpu_threads, map_chunks
+    seen = map_chunks(lambda s: [(s.start, s.stop, torch.get_num_threads())], 5, 2)
+    assert [(a, b) for a, b, _ in seen] == [(0, 1), (1, 2), (2, 4), (4, 5)] and {n for *_, n in seen} == {1}
+    assert map_chunks(lambda s: list(range(s.start, s.stop)), 3, 1) == [0, 1, 2]
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [torch.get_num_threads()]
+    assert cpu_threads(torch.device('cpu')) == torch.get_num_threads() and cpu_threads(torch.device('cuda'), 4) == 1
+    with pytest.raises(ValueError, match='threads must be >= 1'):
+        BSRGANDegradation(4, threads=0)

@@ -55,6 +55,7 @@ from blindsr.degradations.pipeline import Draw, Pipeline, Streams
 from blindsr.degradations.resize import imresize
 from blindsr.degradations.resize_modes import resize
 from blindsr.degradations.sharpen import usm_sharp
+from blindsr.degradations.threads import cpu_threads, map_chunks
 from blindsr.registry import DEGRADATION_REGISTRY
 
 __all__ = ['BSRGANDegradation', 'BSRGANPlusDegradation', 'Step', 'run_plans']
@@ -189,15 +190,23 @@ def _out_size(step: Step, size: tuple[int, int]) -> tuple[int, int]:
 
 
 def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Generator],
-              jpeg_flavour: str = 'opencv') -> list[Tensor]:
+              jpeg_flavour: str = 'opencv', threads: int = 1) -> list[Tensor]:
     """Execute per-sample plans on ``hr`` (B, 3, H, W). Returns the per-sample results (1, 3, h, w).
 
     Each sample runs its own steps in its own order; samples whose next step has the same op, key and
     image size run together as one batch. Which such group runs next is chosen to make the groups large:
     first one that holds every step of that kind still to come (no sample would join it later), the
     largest first, else the largest. A sample's result does not depend on that choice (up to the float
-    rounding of batched kernels, as any grouping): its noise comes from its own generator."""
+    rounding of batched kernels, as any grouping): its noise comes from its own generator. With
+    ``threads`` > 1 the samples are split into contiguous chunks, each grouped so, run on that many
+    threads (:mod:`~blindsr.degradations.threads`; for CPU batches)."""
     _blur_kernels(plans, hr.device)
+    return map_chunks(lambda s: _run_grouped(hr[s], plans[s], noise_gens[s], jpeg_flavour), len(plans), threads)
+
+
+def _run_grouped(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Generator],
+                 jpeg_flavour: str) -> list[Tensor]:
+    """:func:`run_plans` in the calling thread, on plans whose blur kernels are built."""
     images = list(hr.split(1))
     rows = [(hr, i) for i in range(len(plans))]  # each image is row k of the batch tensor b: (b, k)
     labels = []  # per sample: (op, key, input size) of each step
@@ -259,12 +268,15 @@ class _KAIRPipeline(Pipeline):
 
     schema: dict[str, tuple[str, ...]] = {}  # recorded step names and their values
 
-    def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None):
+    def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None,
+                 threads: int | None = None):
         super().__init__(scale)
         if jpeg not in ('libjpeg', 'diffjpeg', 'opencv'):
             raise ValueError(f"jpeg must be 'libjpeg', 'diffjpeg' or 'opencv', got {jpeg!r}")
         self.jpeg = jpeg
         self.lq_patchsize = lq_patchsize
+        self.threads = threads
+        cpu_threads(torch.device('cpu'), threads)  # checks it
 
     def plan(self, d: Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
         """The sample's op order and steps for an (h, w) input."""
@@ -286,7 +298,7 @@ class _KAIRPipeline(Pipeline):
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
         _mix_noise(plans)
         gt = self.target(hr)
-        lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg))
+        lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg, cpu_threads(hr.device, self.threads)))
         params = {'order': torch.tensor(orders, device=hr.device), **_record(list(plans), self.schema, hr.device)}
         if patch and self.training:
             tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
@@ -302,7 +314,8 @@ class _KAIRPipeline(Pipeline):
         return lr, params
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(scale={self.scale}, jpeg={self.jpeg!r}, lq_patchsize={self.lq_patchsize})'
+        return (f'{type(self).__name__}(scale={self.scale}, jpeg={self.jpeg!r}, lq_patchsize={self.lq_patchsize}, '
+                f'threads={self.threads})')
 
 
 class BSRGANDegradation(_KAIRPipeline):
@@ -313,6 +326,8 @@ class BSRGANDegradation(_KAIRPipeline):
         jpeg: ``'opencv'`` (default: KAIR's codec, CPU), ``'libjpeg'`` (batched torch, any device) or
             ``'diffjpeg'``.
         lq_patchsize: crop an aligned LR patch of this size after degrading (KAIR's last step).
+        threads: CPU batches: threads the samples are split over (:mod:`~blindsr.degradations.threads`);
+            default torch's intra-op threads (1 in DataLoader workers); 1 runs the batch in the caller.
     """
 
     schema = {'down1': RESIZE, 'blur0': BLUR, 'blur1': BLUR, 'down2': RESIZE + ('factor', 'sigma'), 'down3': RESIZE,
@@ -363,7 +378,7 @@ class BSRGANPlusDegradation(_KAIRPipeline):
     """Registered as ``bsrgan_plus``: KAIR's ``degradation_bsrgan_plus`` (see the module docstring).
 
     Args:
-        scale, jpeg, lq_patchsize: as :class:`BSRGANDegradation`.
+        scale, jpeg, lq_patchsize, threads: as :class:`BSRGANDegradation`.
         shuffle_prob: probability of a full shuffle (KAIR's training JSON 0.1; function default 0.5).
         use_sharp: USM-sharpen the HR first; it becomes the target (``params['gt']``). KAIR's
             training JSON: False.
@@ -374,8 +389,8 @@ class BSRGANPlusDegradation(_KAIRPipeline):
         ('speckle', NOISE))}, 'jpeg': ('quality',), 'resize_final': RESIZE, 'jpeg_final': ('quality',)}
 
     def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None,
-                 shuffle_prob: float = 0.1, use_sharp: bool = False):
-        super().__init__(scale, jpeg, lq_patchsize)
+                 shuffle_prob: float = 0.1, use_sharp: bool = False, threads: int | None = None):
+        super().__init__(scale, jpeg, lq_patchsize, threads)
         self.shuffle_prob = float(shuffle_prob)
         self.use_sharp = bool(use_sharp)
 
@@ -419,7 +434,7 @@ class BSRGANPlusDegradation(_KAIRPipeline):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(scale={self.scale}, jpeg={self.jpeg!r}, lq_patchsize={self.lq_patchsize}, '
-                f'shuffle_prob={self.shuffle_prob}, use_sharp={self.use_sharp})')
+                f'shuffle_prob={self.shuffle_prob}, use_sharp={self.use_sharp}, threads={self.threads})')
 
 
 DEGRADATION_REGISTRY._do_register('bsrgan', BSRGANDegradation)
