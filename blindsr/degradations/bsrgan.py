@@ -24,11 +24,11 @@ How blindsr runs it: each sample's plan (op order and every parameter) is drawn 
 (:class:`~blindsr.degradations.pipeline.Streams`); then each sample runs its own ops in its own order,
 and samples whose next op and current size agree are processed together as one batch (blur kernels
 built once per batch for every plan, blur as a grouped convolution or FFT, resizes as batched matrix
-products); :func:`run_plans` picks which such group runs next so that the groups are large. The cv2 resizes are
-reproduced exactly (:mod:`~blindsr.degradations.resize_modes`; on the CPU most run through ``cv2.resize``
-itself). JPEG is OpenCV's own codec by default,
-as KAIR calls it (``jpeg: opencv``; one image at a time on the CPU, so on a GPU each JPEG op is a
-round trip to the host), or the batched on-device ``'libjpeg'`` flavour of
+products); :func:`run_plans` picks which such group runs next so that the groups are large (on the CPU,
+within chunks of the samples run on a pool of threads: ``threads``). The cv2 resizes are reproduced
+exactly (:mod:`~blindsr.degradations.resize_modes`; on the CPU most run through ``cv2.resize`` itself).
+JPEG is OpenCV's own codec by default, as KAIR calls it (``jpeg: opencv``; one image at a time on the
+CPU, so on a GPU each JPEG op is a round trip to the host), or the batched on-device ``'libjpeg'`` flavour of
 :func:`~blindsr.degradations.jpeg.jpeg` (``jpeg: libjpeg``: on KAIR's fixed-parameter reference chains
 it differs from OpenCV by up to 9 levels, 0.5-1.4 on average, after two JPEG passes).
 

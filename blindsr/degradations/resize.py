@@ -17,14 +17,16 @@ indices and float64 weights, numpy; :func:`resize_matrix` gives the dense matrix
 :func:`banded_product` as one ``embedding_bag`` over all planes: a weighted gather of whole input lines,
 ~out * taps work per line instead of the dense product's out * in (columns through transposed copies).
 The bands are cached per size, scale, border, batch size, device and dtype (:data:`BAND_CACHE_SIZE`
-of them, shared with :mod:`~blindsr.degradations.resize_modes` through :func:`separable_resize`). Equal to the dense product up to float32 rounding (a few 1e-7).
-float16/bfloat16 inputs are resized in float32 and cast back.
+of them, one cache with :mod:`~blindsr.degradations.resize_modes`: :func:`separable_resize`). Equal to
+the dense product up to float32 rounding (a few 1e-7). float16/bfloat16 inputs are resized in float32
+and cast back.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import cv2
@@ -106,7 +108,8 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
                             (in_w, out_w, scale_w, antialias, border), rows_first=scale_h <= scale_w)
 
 
-def separable_resize(x: Tensor, taps, rows: tuple, cols: tuple, rows_first: bool) -> Tensor:
+def separable_resize(x: Tensor, taps: Callable[..., tuple[np.ndarray, np.ndarray]], rows: tuple, cols: tuple,
+                     rows_first: bool) -> Tensor:
     """Resize (..., H, W) ``x`` along H by the taps ``taps(*rows)`` and along W by ``taps(*cols)`` (``taps``
     returns input indices and weights, each (out, taps); each argument tuple starts with the input length), as
     cached bands, the H pass first when ``rows_first``. float16/bfloat16 inputs are resized in float32."""
@@ -173,5 +176,6 @@ def _transposed(x: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=BAND_CACHE_SIZE)
-def _cached_band(taps, args: tuple, planes: int, device: torch.device, dtype: torch.dtype) -> Band:
+def _cached_band(taps: Callable[..., tuple[np.ndarray, np.ndarray]], args: tuple, planes: int, device: torch.device,
+                 dtype: torch.dtype) -> Band:
     return band(*taps(*args), args[0], planes, device, dtype)
