@@ -21,8 +21,8 @@ from PIL import Image
 import blindsr  # noqa: F401  (compat shim + registrations before any basicsr import)
 from blindsr.data import image_io
 from blindsr.data.hr_dataset import HRImageDataset
-from blindsr.data.image_io import ImageReadError, image_size, list_images, read_image, write_image
-from blindsr.data.loader import ShardSampler, build_dataloader
+from blindsr.data.image_io import ImageReadError, as_float, image_size, list_images, read_image, write_image
+from blindsr.data.loader import ShardSampler, build_dataloader, collate
 from blindsr.data.paired_dataset import PairedFolderDataset
 from blindsr.registry import DATASET_REGISTRY, DEGRADATION_REGISTRY
 
@@ -163,7 +163,7 @@ def test_hr_dataset_folder_and_lmdb_give_the_same_crops(hr_folder: Path, tmp_pat
         a = folder_set[index]
         random.seed(index)
         b = lmdb_set[index]
-        assert a['gt'].shape == (3, 64, 64) and a['gt'].dtype == torch.float32 and 'lq' not in a
+        assert a['gt'].shape == (3, 64, 64) and a['gt'].dtype == torch.uint8 and 'lq' not in a  # 8-bit files
         torch.testing.assert_close(a['gt'], b['gt'], rtol=0, atol=0)
         assert Path(a['gt_path']).stem == Path(b['gt_path']).stem
     both = HRImageDataset({**opt, 'dataroot_gt': [str(hr_folder), str(lmdb)]})
@@ -184,8 +184,9 @@ def test_hr_dataset_val_mod_crops_whole_images(hr_folder: Path) -> None:
 
 
 def test_hr_dataset_train_crops_convert_as_read_image(tmp_path: Path) -> None:
-    """Training crops the stored 8/16-bit pixels before converting them to float: the values are those of
-    read_image's float image (here the crop is the whole image, flips and rotations off)."""
+    """Training crops the stored 8/16-bit pixels: 8-bit crops stay uint8 (feed_data's as_float converts them
+    on the device), 16-bit ones become float; either way the values of read_image's float image (here the
+    crop is the whole image, flips and rotations off). A batch mixing them is collated as float."""
     rgb = photo('astronaut', (64, 64))
     save(tmp_path / 'rgb.png', rgb)
     save(tmp_path / 'rgba.png', np.dstack([rgb, np.full((64, 64), 7, np.uint8)]))
@@ -193,10 +194,16 @@ def test_hr_dataset_train_crops_convert_as_read_image(tmp_path: Path) -> None:
     save(tmp_path / 'deep.png', rgb.astype(np.uint16) * 257 + 3)
     dataset = HRImageDataset({'phase': 'train', 'scale': 4, 'gt_size': 64, 'num_patches': 2,
                               'dataroot_gt': tmp_path})
-    for index in range(4):
-        item = dataset[(index, 0)]
+    items = [dataset[(index, 0)] for index in range(4)]
+    for item in items:
         expected = torch.from_numpy(read_image(item['gt_path']).transpose(2, 0, 1).copy())
-        assert item['gt'].dtype == torch.float32 and torch.equal(item['gt'], torch.stack([expected] * 2))
+        deep = Path(item['gt_path']).stem == 'deep'
+        assert item['gt'].dtype == (torch.float32 if deep else torch.uint8)
+        assert torch.equal(as_float(item['gt']), torch.stack([expected] * 2))
+    batch = collate(items)
+    assert batch['gt'].dtype == torch.float32
+    assert all(torch.equal(batch['gt'][i], as_float(item['gt'])) for i, item in enumerate(items))
+    assert collate([i for i in items if 'deep' not in i['gt_path']])['gt'].dtype == torch.uint8
 
 
 def test_hr_dataset_lists_every_too_small_image(hr_folder: Path, tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from basicsr.data.transforms import mod_crop
 from torch.utils.data import Dataset
 
 from blindsr.data.decoded_cache import DecodedCache
-from blindsr.data.image_io import (ImageReadError, image_size, list_images, read_raw, to_float, to_rgb,
-                                   to_tensor)
+from blindsr.data.image_io import (ImageReadError, image_size, list_images, read_raw, to_float,
+                                   to_pixel_tensor, to_rgb, to_tensor)
 from blindsr.data.transforms import augment, paired_crop, sample_rng, torch_generator
 from blindsr.data_root import missing_hint
 from blindsr.degradations.degrader import Degrader
@@ -160,7 +160,8 @@ class HRImageDataset(Dataset):
             crops = [paired_crop(rng, img, None, self.gt_size // self.scale, self.scale)[0]
                      for _ in range(self.num_patches)]
             crops = augment(rng, crops, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
-            crops = [to_tensor(to_float(c)) for c in crops]
+            # without a degradation here, 8-bit crops cross to the model as uint8 (feed_data converts them)
+            crops = [to_tensor(to_float(c)) if self.degrader else to_pixel_tensor(c) for c in crops]
             gt = torch.stack(crops) if self.num_patches > 1 else crops[0]
         else:
             if min(img.shape[:2]) < self.scale:

@@ -136,3 +136,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HWC RGB float image -> CHW float32 tensor (a contiguous copy)."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
+
+
+def to_pixel_tensor(img: np.ndarray) -> torch.Tensor:
+    """HWC RGB pixels (:func:`to_rgb`) -> CHW tensor for a training batch: 8-bit stays uint8 (a quarter of
+    float32's bytes through the DataLoader, pinned memory and the copy to the device; :func:`as_float`
+    converts it there), 16-bit becomes float32 in [0, 1] (torch has little uint16 support)."""
+    if img.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    return to_tensor(to_float(img))
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """An image tensor as float in [0, 1]: uint8 pixels / 255 (in float32, on their device), float as given."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
-from blindsr.data.image_io import ImageReadError
+from blindsr.data.image_io import ImageReadError, as_float
 
 
 class ShardSampler(Sampler[int]):
@@ -98,9 +98,16 @@ class CatchItemErrors(Dataset):
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """``default_collate``, except that a batch holding an error record becomes that record alone."""
+    """``default_collate``, except that a batch holding an error record becomes that record alone, and an
+    image key whose items mix uint8 and float pixels (8- and 16-bit files in one set) is collated as float."""
     failed = [item for item in items if 'error' in item]
-    return default_collate(failed[:1] or items)
+    if failed:
+        return default_collate(failed[:1])
+    for key in ('gt', 'lq'):
+        values = [item[key] for item in items if isinstance(item.get(key), torch.Tensor)]
+        if len({v.dtype for v in values}) > 1:
+            items = [{**item, key: as_float(item[key])} for item in items]
+    return default_collate(items)
 
 
 def _kill_workers_at_exit() -> None:

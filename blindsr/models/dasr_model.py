@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from blindsr import dist
 from blindsr.archs.moco import MoCo, info_nce_accuracy
 from blindsr.degradations.pairs import POSITIVES, contrastive_pairs
+from blindsr.data.image_io import as_float
 from blindsr.losses import LossTerms
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.models.stages import EncoderStage
@@ -89,7 +90,7 @@ class DASRModel(EncoderStage, BlindSRModel):
                                  "move 'degradation' from the dataset to the top level of the options")
             super().feed_data(batch)
         else:
-            gt = batch['gt'].to(self.device, non_blocking=True)
+            gt = as_float(batch['gt'].to(self.device, non_blocking=True))
             self.lq, self.gt, self.degradation_params = contrastive_pairs(self.degrader, gt, positives)
 
     def freeze_encoder(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from blindsr.data.image_io import as_float
 from blindsr.losses import LossTerms
 from blindsr.losses.terms import LOSS_TERM
 from blindsr.models.base_model import OPTIMIZER, SCHEDULER, BaseModel
@@ -56,9 +57,9 @@ class BlindSRModel(BaseModel):
             self.add_ema('net_g', train['ema_decay'])
 
     def feed_data(self, batch: dict) -> None:
-        self.gt = batch['gt'].to(self.device, non_blocking=True)
+        self.gt = as_float(batch['gt'].to(self.device, non_blocking=True))  # 8-bit crops arrive as uint8
         if 'lq' in batch:
-            self.lq = batch['lq'].to(self.device, non_blocking=True)
+            self.lq = as_float(batch['lq'].to(self.device, non_blocking=True))
             return
         if self.degrader is None:
             raise ValueError("The batch has no 'lq' and the options define no 'degradation' to make one: "
