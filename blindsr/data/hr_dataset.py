@@ -161,7 +161,7 @@ class HRImageDataset(Dataset):
                      for _ in range(self.num_patches)]
             crops = augment(rng, crops, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
             # without a degradation here, 8-bit crops cross to the model as uint8 (feed_data converts them)
-            crops = [to_tensor(to_float(c)) if self.degrader else to_pixel_tensor(c) for c in crops]
+            crops = [to_pixel_tensor(c) if self.degrader is None else to_tensor(to_float(c)) for c in crops]
             gt = torch.stack(crops) if self.num_patches > 1 else crops[0]
         else:
             if min(img.shape[:2]) < self.scale:
