@@ -19,6 +19,7 @@ alone (checked equal to the unsplit run in tests).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -36,12 +37,19 @@ _LOCK = threading.Lock()
 
 def cpu_threads(device: torch.device, threads: int | None = None) -> int:
     """The threads to split a batch on ``device`` over: ``threads`` if given, else torch's intra-op
-    threads on the CPU (1 in DataLoader workers, which torch makes single-threaded); 1 elsewhere."""
+    threads on the CPU (1 in DataLoader workers, which torch makes single-threaded) where torch runs on
+    OpenMP (with its native pool the thread count is process-wide: the workers could not each run
+    single-threaded); 1 elsewhere."""
     if threads is not None:
         if threads < 1:
             raise ValueError(f'threads must be >= 1, got {threads}')
         return threads if device.type == 'cpu' else 1
-    return torch.get_num_threads() if device.type == 'cpu' else 1
+    return torch.get_num_threads() if device.type == 'cpu' and _openmp() else 1
+
+
+@functools.cache
+def _openmp() -> bool:
+    return 'ATen parallel backend: OpenMP' in torch.__config__.parallel_info()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
