@@ -260,3 +260,25 @@ def test_sample_threads_leave_torchs_thread_count_alone():
     assert cpu_threads(torch.device('cpu')) == torch.get_num_threads() and cpu_threads(torch.device('cuda'), 4) == 1
     with pytest.raises(ValueError, match='threads must be >= 1'):
         BSRGANDegradation(4, threads=0)
+
+
+def _degrade_in_child(queue, hr: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.set_num_threads(1)  # as DataLoader workers run (torch's OpenMP pool does not survive a fork)
+    queue.put(torch.equal(BSRGANDegradation(4, threads=2).degrade(hr, [5, 6, 7])[0], expected))
+
+
+def test_a_forked_process_makes_its_own_sample_threads():
+    """The pool is per process: a child forked after the parent used it (a DataLoader worker) starts its own
+    instead of waiting on the parent's threads, which a fork does not copy."""
+    import multiprocessing
+    hr = photos(3, 64)
+    parent = BSRGANDegradation(4, threads=2).degrade(hr, [5, 6, 7])[0]
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    child = ctx.Process(target=_degrade_in_child, args=(queue, hr, parent))
+    child.start()
+    try:
+        assert queue.get(timeout=60) is True
+    finally:
+        child.join(timeout=60)
+    assert child.exitcode == 0
