@@ -6,8 +6,8 @@ real photos are read from disk (``--images``, default ``$BLINDSR_DATA/BSDS500_tr
 own dataset and blindsr's DataLoader (:func:`blindsr.data.loader.build_dataloader`, as training builds it),
 for every ``--workers`` count and ``--pin`` setting:
 
-- ``cpu ms/batch``: the CPU time one batch costs to load (in one process, so it does not depend on what
-  else the machine runs), and ``workers needed`` to keep a step of ``--step-ms`` fed:
+- ``cpu ms/batch``: the CPU time one batch costs to load (in one process, torch on one thread as in a
+  worker, so it does not depend on what else the machine runs), and ``workers needed`` to keep a step of ``--step-ms`` fed:
   ``ceil(cpu_ms_per_batch / step_ms)`` workers on otherwise idle cores.
 - ``batches/s``, ``images/s`` and ``ms/batch`` of the loader alone, after its first round of batches
   (worker start-up) is out. With workers, ``ms/batch`` is the shortest step the loader keeps fed: a step
@@ -148,19 +148,28 @@ def build_loader(recipe: str, images: Path, workers: int, pin: bool, batches: in
     return build_dataloader(dataset, ds, 'train', opt['manual_seed'], 0, 1, device), ds
 
 
-def cpu_ms_per_batch(loaders: list, batches: int = 2) -> list[float]:
+CPU_BATCHES = 5  # timed batches per loader of the cpu ms/batch column (after one)
+
+
+def cpu_ms_per_batch(loaders: list, batches: int = CPU_BATCHES) -> list[float]:
     """CPU milliseconds one batch costs to load from each of ``loaders`` (median of ``batches`` after one, the
-    loaders taking turns), in this process: loaders without workers. Unlike wall times, this does not
-    depend on what else the machine runs."""
-    its = [iter(loader) for loader in loaders]
-    for it in its:
-        next(it)
-    times = [[] for _ in its]
-    for _ in range(batches):
-        for it, spent in zip(its, times):
-            start = time.process_time()
+    loaders taking turns), in this process: loaders without workers, torch on one thread as in a DataLoader
+    worker (with two, its idle OpenMP thread spins and counts as CPU time: the figure swung 4x between
+    identical runs). Unlike wall times, this does not depend on what else the machine runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        its = [iter(loader) for loader in loaders]
+        for it in its:
             next(it)
-            spent.append(time.process_time() - start)
+        times = [[] for _ in its]
+        for _ in range(batches):
+            for it, spent in zip(its, times):
+                start = time.process_time()
+                next(it)
+                spent.append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
     return [statistics.median(spent) * 1000 for spent in times]
 
 
@@ -264,7 +273,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for method in args.methods:
         cpu_ms = dict(zip(caches, cpu_ms_per_batch(
-            [build_loader(METHODS[method], images, 0, False, 4, args.set, max_gt, device, cache)[0]
+            [build_loader(METHODS[method], images, 0, False, 1 + CPU_BATCHES, args.set, max_gt, device, cache)[0]
              for cache in caches])))
         for workers, pin, cache in itertools.product(args.workers, pins, caches):
             needed = (1 + args.rounds) * (1 + len(steps[method])) * max(workers, 1)
