@@ -5,10 +5,11 @@ on one or two images at a time: torch's intra-op threads have little to split th
 thread mostly spins), and OpenCV's and the generators' calls run on one core. Splitting the samples
 into contiguous chunks run by a pool of threads, each with one intra-op thread (OpenCV and torch
 release the GIL in their kernels), keeps more of the cores busy. On the 2-core development machine
-(B16, 256 px photos, x4, new seeds per batch, paired medians over 40-80 batches): ``bsrgan_plus`` 1.18-1.2x
-the samples/s of the unsplit run (its samples' image sizes diverge after the first resize, so its groups
-are small anyway), ``bsrgan`` 1.06-1.07x (its groups are larger, and what the split gains on the serial
-parts it gives up on torch's two-thread kernels).
+(B16, 256 px photos, x4, new seeds per batch, paired medians over 30-80 batches, five sittings):
+``bsrgan_plus`` 1.14-1.25x the samples/s of the unsplit run (its samples' image sizes diverge after
+the first resize, so its groups are small anyway); ``bsrgan`` 0.92-1.07x, no reliable gain (its groups are
+larger, and what the split gains on the serial parts it gives up on torch's two-thread kernels). Both stay
+far from the 2x that two processes reach (1.94x): the Python between the kernels holds the GIL.
 
 The pool is made once per process and thread count. ``torch.set_num_threads(1)`` in its threads only
 sets their own OpenMP thread count; torch also records the value for threads started later, so the
