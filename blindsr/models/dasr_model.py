@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from blindsr import dist
 from blindsr.archs.moco import MoCo, info_nce_accuracy
-from blindsr.degradations.pairs import POSITIVES, contrastive_pairs
 from blindsr.data.image_io import as_float
+from blindsr.degradations.pairs import POSITIVES, contrastive_pairs
 from blindsr.losses import LossTerms
 from blindsr.models.sr_model import BlindSRModel
 from blindsr.models.stages import EncoderStage
