@@ -82,10 +82,12 @@ def classic_kernels(variant: ClassicVariant, scale: int, sigma_x: Tensor | float
 
 
 def degrade_classic(hr: Tensor, kernels: Tensor, noise: Tensor | float, scale: int, variant: ClassicVariant,
-                    generator: Generators = None) -> Tensor:
+                    generator: Generators = None, separable: Tensor | bool = False) -> Tensor:
     """Blur with per-image ``kernels`` (B, k, k), downsample, add noise of per-image level ``noise``
     (8-bit units; scalar or length B), quantise. ``hr`` (B, 3, H, W) or (B, N, 3, H, W) in [0, 1];
-    ``generator``: one, or one per image (each draws its N patches' noise fields in turn)."""
+    ``generator``: one, or one per image (each draws its N patches' noise fields in turn); ``separable``
+    (one bool or per image): the kernel is an outer product (an isotropic Gaussian), blurred as two 1-D
+    passes (:func:`~blindsr.degradations.blur.blur`), equal to the 2-D blur up to float rounding."""
     paired = hr.ndim == 5
     b, n = hr.shape[0], hr.shape[1] if paired else 1
     h, w = hr.shape[-2:]
@@ -93,10 +95,11 @@ def degrade_classic(hr: Tensor, kernels: Tensor, noise: Tensor | float, scale: i
         raise ValueError(f'HR size {h}x{w} is not a multiple of scale {scale}; mod-crop the HR images first')
     x = hr.reshape(b * n, *hr.shape[-3:])
     kernels = kernels.to(x.device, x.dtype).repeat_interleave(n, 0)
+    separable = torch.as_tensor(separable, dtype=torch.bool).cpu().reshape(-1).expand(b).repeat_interleave(n)
     if variant.downsampler == 'bicubic':
-        x = imresize(blur(x, kernels, variant.padding), 1 / scale, border='replicate')
+        x = imresize(blur(x, kernels, variant.padding, separable=separable), 1 / scale, border='replicate')
     else:  # blur only where [0::s, 0::s] samples it
-        x = blur(x, kernels, variant.padding, stride=scale)
+        x = blur(x, kernels, variant.padding, stride=scale, separable=separable)
     lr = x.reshape(b, n, *x.shape[-3:])
     noise = torch.as_tensor(noise, dtype=lr.dtype, device=lr.device).reshape(-1, 1, 1, 1, 1)
     if bool((noise > 0).any()):
@@ -156,7 +159,8 @@ class ClassicDegradation(Pipeline):
         params['kernel'] = classic_kernels(self.variant, self.scale, params['sigma_x'], params['sigma_y'],
                                            params['theta'])
         noise_gen = streams.noise[:1] * len(streams) if self.variant.per_batch else streams.noise
-        lr = degrade_classic(hr, params['kernel'], params['noise'], self.scale, self.variant, noise_gen)
+        lr = degrade_classic(hr, params['kernel'], params['noise'], self.scale, self.variant, noise_gen,
+                             separable=params['sigma_x'] == params['sigma_y'])  # isotropic
         return lr, params
 
     def __repr__(self) -> str:
