@@ -6,8 +6,9 @@
 #   bash scripts/gpu_throughput.sh data OUT    # ~3 min: every degradation pipeline at B 16/64 on the GPU, the
 #                                              # dynamic-conv formulations, the DataLoader feeding each method
 #
-# OUT receives one .log and one .json per benchmark. $PYTHON (default python3) must import blindsr; $IMAGES
-# (default $BLINDSR_DATA/BSDS500_train) holds the photos the data-path benchmark reads. Each benchmark's own
+# OUT receives one .log per benchmark, and the .json rows of the train-step and data-path ones. $PYTHON (default
+# python3) must import blindsr; $IMAGES (default: bench_data_path.py's, $BLINDSR_DATA/BSDS500_train) holds the
+# photos the data-path benchmark reads. Each benchmark's own
 # docstring says what its columns mean; a row that fails is reported and the run goes on.
 set -uo pipefail
 part=${1:?usage: gpu_throughput.sh steps|data OUT}
@@ -33,10 +34,11 @@ steps)
         --out "$out/train_step_options.json"
     ;;
 data)
-    images=${IMAGES:-${BLINDSR_DATA:-../shared/data}/BSDS500_train}
+    images=()
+    [[ -n ${IMAGES:-} ]] && images=(--images "$IMAGES")
     run degradations "$py" scripts/bench_degradations.py --devices cuda --batches 16 64 --repeats 3
     run dynamic_conv "$py" scripts/bench_dynamic_conv.py --device cuda --compile --repeats 9
-    run data_path "$py" scripts/bench_data_path.py --images "$images" --workers 4 8 --pin off on --rounds 2 \
+    run data_path "$py" scripts/bench_data_path.py "${images[@]}" --workers 4 8 --pin off on --rounds 2 \
         --step-ms 50 --out "$out/data_path.json"
     ;;
 *)

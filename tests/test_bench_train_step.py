@@ -4,19 +4,14 @@ every column filled for every row that runs, CPU-only skips stated, the peak tab
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location('bench_train_step', REPO / 'scripts' / 'bench_train_step.py')
-bench = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = bench
-spec.loader.exec_module(bench)
+from test_data import load_script
+
+bench = load_script('bench_train_step')
 
 
 def test_quick_run_fills_every_column(tmp_path):

@@ -46,7 +46,8 @@ def _prefix(source: str | Path) -> str:
 
 
 def decoded_bytes(sources: list[str | Path]) -> int:
-    """Bytes the decoded 8-bit images of ``sources`` take (H * W * 3 each, from the headers; 16-bit: twice)."""
+    """Bytes the decoded images of ``sources`` take if 8-bit: H * W * 3 each, from the headers (which do not
+    tell the bit depth here: a 16-bit image takes twice that, as the space errors say)."""
     return sum(h * w * 3 for h, w in map(image_size, sources))
 
 

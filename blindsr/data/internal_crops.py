@@ -45,6 +45,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from blindsr.data.image_io import as_float
 from blindsr.degradations.resize import imresize
 
 __all__ = ['InternalCrops', 'gradient_map', 'probability_map']
@@ -211,7 +212,7 @@ class InternalCrops:
             x[hflip] = x[hflip].flip(-1)  # flip the width, then swap height and width
             x[transpose] = x[transpose].transpose(-1, -2)
             # float32 k / 255 equals the authors' float32(float64 k / 255) for all 256 levels
-            out[key] = x.float().div_(255)
+            out[key] = as_float(x)
         return out
 
     def _crops(self, top_left: np.ndarray, size: int) -> np.ndarray:
