@@ -65,19 +65,18 @@ RRDB_TINY = ('network_g.num_feat=8', 'network_g.num_block=1', 'network_g.num_gro
 DASR_TINY = ('network_g.num_feat=8', 'network_g.num_group=1', 'network_g.num_block=1', 'moco.queue_size=8')
 KDSR_TINY = tuple(f'network_{net}.{key}' for net in ('g', 'teacher')
                   for key in ('n_feats=8', 'n_blocks=1', 'n_encoder_res=1'))
-VGG_RANDOM = 'train.losses.{}.vgg_weights=random'
 
 METHODS = {
     # batch 16 (issue 15's reference figure); KAIR ships 4 and lists 16..128, the paper trained with 48
     'bsrnet': Method('options/train/bsrgan/bsrnet_x4.yml', ('datasets.train.batch_size_per_gpu=16', ),
                      RRDB_TINY),
     'bsrgan': Method('options/train/bsrgan/bsrgan_x4.yml',
-                     ('datasets.train.batch_size_per_gpu=16', 'path.pretrain_network_g=null', VGG_RANDOM.format(1)),
+                     ('datasets.train.batch_size_per_gpu=16', 'path.pretrain_network_g=null'),
                      (*RRDB_TINY, 'network_d.num_feat=8')),
     'dasr': Method('options/train/dasr/dasr_x4_iso_stage2.yml', ('path.pretrain_network_g=null', ),
                    (*DASR_TINY, 'datasets.train.gt_size=32')),
     'kdsr': Method('options/train/kdsr/kdsr_s_m_x4_iso.yml', (), (*KDSR_TINY, 'datasets.train.gt_size=32')),
-    'kdsrgan': Method('options/train/kdsr/kdsrgan_s_x4.yml', ('path.pretrain_network_g=null', VGG_RANDOM.format(2)),
+    'kdsrgan': Method('options/train/kdsr/kdsrgan_s_x4.yml', ('path.pretrain_network_g=null', ),
                       (*KDSR_TINY, 'network_d.num_feat=8', 'degradation.gt_size=32', 'degradation.pool_size=4',
                        'datasets.train.gt_size=40')),
     'cdsr': Method('options/train/cdsr/cdsr_x4_aniso.yml', (),
@@ -159,6 +158,9 @@ def method_options(name: str, method: Method, sets: list[str], quick: bool, scra
     """The method's resolved options, buildable without data or trained weights."""
     extra = (*method.quick, QUICK_BATCH) if quick else ()
     opt = load_options(REPO / method.recipe, [*NO_DATA, *method.sets, *extra, *sets], is_train=True)
+    for term in opt['train'].get('losses', []):
+        if term['type'] == 'VGGPerceptualLoss':  # no ImageNet file needed: random weights, the same FLOPs
+            term['vgg_weights'] = 'random'
     if 'network_teacher' in opt:  # a randomly initialised teacher, saved where path.pretrain_network_teacher reads it
         weights = scratch / f'{name}_teacher.pth'
         torch.manual_seed(0)
