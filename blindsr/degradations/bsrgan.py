@@ -24,8 +24,8 @@ How blindsr runs it: each sample's plan (op order and every parameter) is drawn 
 (:class:`~blindsr.degradations.pipeline.Streams`); then each sample runs its own ops in its own order,
 and samples whose next op and current size agree are processed together as one batch (blur kernels
 built once per batch for every plan, blur as a grouped convolution or FFT, resizes as batched matrix
-products); :func:`run_plans` picks which such group runs next so that the groups are large (on the CPU,
-within chunks of the samples run on a pool of threads: ``threads``). The cv2 resizes are reproduced
+products); :func:`run_plans` picks which such group runs next so that the groups are large (with
+``threads`` > 1 on the CPU, within chunks of the samples run on a pool of threads). The cv2 resizes are reproduced
 exactly (:mod:`~blindsr.degradations.resize_modes`; on the CPU most run through ``cv2.resize`` itself).
 JPEG is OpenCV's own codec by default, as KAIR calls it (``jpeg: opencv``; one image at a time on the
 CPU, so on a GPU each JPEG op is a round trip to the host), or the batched on-device ``'libjpeg'`` flavour of
@@ -55,7 +55,7 @@ from blindsr.degradations.pipeline import Draw, Pipeline, Streams
 from blindsr.degradations.resize import imresize
 from blindsr.degradations.resize_modes import resize
 from blindsr.degradations.sharpen import usm_sharp
-from blindsr.degradations.threads import cpu_threads, map_chunks
+from blindsr.degradations.threads import map_chunks
 from blindsr.registry import DEGRADATION_REGISTRY
 
 __all__ = ['BSRGANDegradation', 'BSRGANPlusDegradation', 'Step', 'run_plans']
@@ -199,7 +199,9 @@ def run_plans(hr: Tensor, plans: list[list[Step]], noise_gens: list[torch.Genera
     largest first, else the largest. A sample's result does not depend on that choice (up to the float
     rounding of batched kernels, as any grouping): its noise comes from its own generator. With
     ``threads`` > 1 the samples are split into contiguous chunks, each grouped so, run on that many
-    threads (:mod:`~blindsr.degradations.threads`; for CPU batches)."""
+    threads (:mod:`~blindsr.degradations.threads`; for CPU batches). The plans' steps get their noise ``mix``
+    and blur ``kernel`` values here, in place (built for the whole batch at once)."""
+    _mix_noise(plans)
     _blur_kernels(plans, hr.device)
     return map_chunks(lambda s: _run_grouped(hr[s], plans[s], noise_gens[s], jpeg_flavour), len(plans), threads)
 
@@ -268,15 +270,15 @@ class _KAIRPipeline(Pipeline):
 
     schema: dict[str, tuple[str, ...]] = {}  # recorded step names and their values
 
-    def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None,
-                 threads: int | None = None):
+    def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None, threads: int = 1):
         super().__init__(scale)
         if jpeg not in ('libjpeg', 'diffjpeg', 'opencv'):
             raise ValueError(f"jpeg must be 'libjpeg', 'diffjpeg' or 'opencv', got {jpeg!r}")
         self.jpeg = jpeg
         self.lq_patchsize = lq_patchsize
-        self.threads = threads
-        cpu_threads(torch.device('cpu'), threads)  # checks it
+        if int(threads) < 1:
+            raise ValueError(f'threads must be >= 1, got {threads}')
+        self.threads = int(threads)
 
     def plan(self, d: Draw, h: int, w: int) -> tuple[list[int], list[Step]]:
         """The sample's op order and steps for an (h, w) input."""
@@ -296,9 +298,9 @@ class _KAIRPipeline(Pipeline):
         streams = Streams(seeds, hr.device)
         draws = [Draw(g) for g in streams.params]
         orders, plans = zip(*(self.plan(d, h, w) for d in draws))
-        _mix_noise(plans)
         gt = self.target(hr)
-        lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg, cpu_threads(hr.device, self.threads)))
+        threads = self.threads if hr.device.type == 'cpu' else 1
+        lr = torch.cat(run_plans(gt, list(plans), streams.noise, self.jpeg, threads))
         params = {'order': torch.tensor(orders, device=hr.device), **_record(list(plans), self.schema, hr.device)}
         if patch and self.training:
             tops = [d.randint(0, lr.shape[-2] - patch) for d in draws]
@@ -326,8 +328,9 @@ class BSRGANDegradation(_KAIRPipeline):
         jpeg: ``'opencv'`` (default: KAIR's codec, CPU), ``'libjpeg'`` (batched torch, any device) or
             ``'diffjpeg'``.
         lq_patchsize: crop an aligned LR patch of this size after degrading (KAIR's last step).
-        threads: CPU batches: threads the samples are split over (:mod:`~blindsr.degradations.threads`);
-            default torch's intra-op threads (1 in DataLoader workers); 1 runs the batch in the caller.
+        threads: CPU batches: threads the samples are split over (:mod:`~blindsr.degradations.threads`;
+            faster for ``bsrgan_plus``, not for ``bsrgan``; the LR then depends on the split to float
+            rounding); default 1: the whole batch in the caller.
     """
 
     schema = {'down1': RESIZE, 'blur0': BLUR, 'blur1': BLUR, 'down2': RESIZE + ('factor', 'sigma'), 'down3': RESIZE,
@@ -389,7 +392,7 @@ class BSRGANPlusDegradation(_KAIRPipeline):
         ('speckle', NOISE))}, 'jpeg': ('quality',), 'resize_final': RESIZE, 'jpeg_final': ('quality',)}
 
     def __init__(self, scale: int, jpeg: str = 'opencv', lq_patchsize: int | None = None,
-                 shuffle_prob: float = 0.1, use_sharp: bool = False, threads: int | None = None):
+                 shuffle_prob: float = 0.1, use_sharp: bool = False, threads: int = 1):
         super().__init__(scale, jpeg, lq_patchsize, threads)
         self.shuffle_prob = float(shuffle_prob)
         self.use_sharp = bool(use_sharp)

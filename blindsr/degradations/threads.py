@@ -10,6 +10,9 @@ release the GIL in their kernels), keeps more of the cores busy. On the 2-core d
 the first resize, so its groups are small anyway); ``bsrgan`` 0.92-1.07x, no reliable gain (its groups are
 larger, and what the split gains on the serial parts it gives up on torch's two-thread kernels). Both stay
 far from the 2x that two processes reach (1.94x): the Python between the kernels holds the GIL.
+Which samples share a group depends on the chunks, and a group's kernels (FFT or conv, its blocking) on its
+size, to float rounding that JPEG and 8-bit quantisation can turn into a level: so the split is opt-in
+(``threads``), and a run's LR images do not depend on the machine's core count by default.
 
 The pool is made once per process and thread count. ``torch.set_num_threads(1)`` in its threads only
 sets their own OpenMP thread count; torch also records the value for threads started later, so the
@@ -20,7 +23,6 @@ alone (checked equal to the unsplit run in tests).
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -29,28 +31,11 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ['cpu_threads', 'map_chunks']
+__all__ = ['map_chunks']
 
 T = TypeVar('T')
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads) -> pool; a fork makes its own
 _LOCK = threading.Lock()
-
-
-def cpu_threads(device: torch.device, threads: int | None = None) -> int:
-    """The threads to split a batch on ``device`` over: ``threads`` if given, else torch's intra-op
-    threads on the CPU (1 in DataLoader workers, which torch makes single-threaded) where torch runs on
-    OpenMP (with its native pool the thread count is process-wide: the workers could not each run
-    single-threaded); 1 elsewhere."""
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f'threads must be >= 1, got {threads}')
-        return threads if device.type == 'cpu' else 1
-    return torch.get_num_threads() if device.type == 'cpu' and _openmp() else 1
-
-
-@functools.cache
-def _openmp() -> bool:
-    return 'ATen parallel backend: OpenMP' in torch.__config__.parallel_info()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
