@@ -52,12 +52,16 @@ def _wait_idle(deadline: float) -> None:
             return
 
 
+def _on_cpu(device: torch.device | str | None) -> bool:
+    return device is None or torch.device(device).type == 'cpu'
+
+
 def _timed_call(fn: Callable[[], object], device: torch.device | str | None = None) -> tuple[float, bool]:
     """Seconds of one call after a re-warming call (queued CUDA work on ``device`` included), and whether
-    other processes stayed quiet while it ran (used at most 5 % of its time + 30 ms); without /proc/stat
-    every call counts as quiet."""
+    other processes stayed quiet while it ran (used at most 5 % of its time + 30 ms); on a GPU, or without
+    /proc/stat, every call counts as quiet."""
     fn()
-    gated = os.path.exists('/proc/stat')
+    gated = _on_cpu(device) and os.path.exists('/proc/stat')
     synchronize(device)
     before, start = _others_cpu() if gated else 0.0, time.perf_counter()
     fn()
@@ -98,9 +102,8 @@ def gated_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
     clean: dict[str, list[float]] = {name: [] for name in names}
     busy: dict[str, list[float]] = {name: [] for name in names}
     deadline = time.monotonic() + 30 * repeats  # total idle-wait budget
-    on_cpu = device is None or torch.device(device).type == 'cpu'
     for r in range(repeats):
-        if on_cpu and os.path.exists('/proc/stat'):  # a GPU's timings don't hinge on the host being idle
+        if _on_cpu(device) and os.path.exists('/proc/stat'):  # a GPU's timings don't hinge on the host being idle
             _wait_idle(deadline)
         for name in names[r % len(names):] + names[:r % len(names)]:
             took, quiet = _timed_call(fns[name], device)
