@@ -65,11 +65,9 @@ def prepare_testset(val: Path, testsets: Path) -> Path:
 
 def parameter_count(recipe: Path) -> int:
     from blindsr.options import load_options
-    from blindsr.registry import ARCH_REGISTRY, build
-    from blindsr.test import main_network
+    from blindsr.test import main_network_parameters
 
-    opt = load_options(recipe, [], is_train=False)
-    return sum(p.numel() for p in build(ARCH_REGISTRY, opt[f'network_{main_network(opt)}']).parameters())
+    return main_network_parameters(load_options(recipe, [], is_train=False))
 
 
 def demo_table(results: dict[str, dict], sizes: dict[str, int], seconds: dict[str, float]) -> str:

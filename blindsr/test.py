@@ -40,7 +40,7 @@ from blindsr.evaluation import ImagesFailed, evaluate, results_markdown
 from blindsr.folders import start_output_folder
 from blindsr.logging_utils import attach_log_file, setup_logger
 from blindsr.options import OptionsError, dump_options, load_options
-from blindsr.registry import DATASET_REGISTRY, MODEL_REGISTRY, lookup
+from blindsr.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, build, lookup
 from blindsr.seeding import seed_everything
 
 
@@ -56,6 +56,11 @@ def main_network(opt: dict) -> str:
     """``x`` of the network a test of ``opt`` loads and scores (``network_x``, ``path.pretrain_network_x``):
     the model class's ``main_network``, 'g' for most models, DARSR's 'sr'."""
     return lookup(MODEL_REGISTRY, opt['model_type']).main_network
+
+
+def main_network_parameters(opt: dict) -> int:
+    """Parameters of the network :func:`main_network` names (built from ``opt``, without weights)."""
+    return sum(p.numel() for p in build(ARCH_REGISTRY, opt[f'network_{main_network(opt)}']).parameters())
 
 
 def run_tests(opt: dict, dist_info: dist.DistInfo, device) -> dict[str, dict]:

@@ -33,9 +33,8 @@ from blindsr.data.paired_dataset import read_record
 from blindsr.evaluation import ImagesFailed
 from blindsr.logging_utils import LOGGER_NAME
 from blindsr.options import load_options
-from blindsr.registry import ARCH_REGISTRY, build
 from blindsr.report.tables import slug
-from blindsr.test import main_network, run_tests
+from blindsr.test import main_network, main_network_parameters, run_tests
 from blindsr.zoo import ZOO, sha256_of
 
 # options that do not change a method's output (or are replaced for each job)
@@ -175,7 +174,7 @@ def _compute(job: Job, metrics: dict, entry: Path, device_opt: str, bicubic: boo
         results = run_tests(opt, dist_info, device)
     except ImagesFailed as err:  # the other images count; the row says how many failed
         results = err.results
-    params = sum(p.numel() for p in build(ARCH_REGISTRY, opt[f'network_{job.method.network}']).parameters())
+    params = main_network_parameters(opt)
     settings = {}
     for dataset, result in results.items():
         setting = dataset[len(job.testset) + 1:] if job.paired else LR_ONLY
